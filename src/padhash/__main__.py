@@ -1,0 +1,5 @@
+import sys
+
+from padhash.cli import main
+
+sys.exit(main())

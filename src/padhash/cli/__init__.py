@@ -1,0 +1,75 @@
+"""The `padhash` command: parses arguments and calls the Python API; no logic lives here.
+
+Each command family registers itself from its own module (retrieval, poisoning, adversarial, backdoor), so the
+families never edit each other's parsers.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from padhash.errors import PadhashError
+
+# Modules that add commands; each defines `register(commands: Commands) -> None`.
+COMMAND_MODULES = ("retrieval", "poisoning", "adversarial", "backdoor")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports bad values as one line and exit code 2 (argparse's own convention)."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class Commands:
+    """Where command modules hang their sub-commands: top level, `padhash attack X`, `padhash defend X`."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        self.top = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+        attack = self.top.add_parser("attack", help="run an attack experiment (poisoning, backdoor, adversarial)")
+        self.attack = attack.add_subparsers(dest="attack", metavar="ATTACK", parser_class=ArgumentParser)
+        self.attack.required = True
+        defend = self.top.add_parser("defend", help="run a defense against a poisoned training set or attacked queries")
+        self.defend = defend.add_subparsers(dest="defense", metavar="DEFENSE", parser_class=ArgumentParser)
+        self.defend.required = True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="padhash", description="Attacks on deep-hashing image retrieval, and the retrieval they attack.")
+    parser.add_argument("--version", action="version", version=_version())
+    commands = Commands(parser)
+    commands.top.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"padhash.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"padhash.cli.{name}":
+                raise
+            continue  # a family not built yet
+        module.register(commands)
+    return parser
+
+
+def _version() -> str:
+    from padhash import __version__
+
+    return f"padhash {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except PadhashError as exc:
+        print(f"padhash: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("padhash: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
