@@ -1,0 +1,24 @@
+"""Clean-label backdoor against deep hashing (CIBA, Gao et al.): trigger patch, confusing perturbations, baselines."""
+from padhash.attacks.backdoor.perturb import (
+    PERTURBATIONS,
+    PerturbConfig,
+    adversarial_loss,
+    confusing_loss,
+    hamming_tanh,
+    perturb,
+)
+from padhash.attacks.backdoor.poisons import BACKDOOR_METHODS, craft_backdoor_poisons, dirty_label_poisons
+from padhash.attacks.backdoor.trigger import (
+    TriggerConfig,
+    alpha_schedule,
+    anchor_loss,
+    apply_trigger,
+    generate_trigger,
+    trigger_mask,
+)
+
+__all__ = [
+    "BACKDOOR_METHODS", "PERTURBATIONS", "PerturbConfig", "TriggerConfig", "adversarial_loss", "alpha_schedule",
+    "anchor_loss", "apply_trigger", "confusing_loss", "craft_backdoor_poisons", "dirty_label_poisons",
+    "generate_trigger", "hamming_tanh", "perturb", "trigger_mask",
+]

@@ -1,0 +1,115 @@
+"""`RetrievalDataset`, the loader registry and `load_dataset` / `load_dataset_from`."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from padhash.data.sampling import cap_queries
+from padhash.data.splits import Split
+from padhash.errors import PadhashError
+from padhash.rng import derive_seed
+
+# loader name -> one-line description (printed by `padhash datasets`)
+DATASETS: dict[str, str] = {}
+_LOADERS: dict[str, Callable[..., "RetrievalDataset"]] = {}
+
+
+@dataclass
+class RetrievalDataset:
+    """Train / query / database splits of one data set. With the `paper` presets `train is database`:
+    poisons added to the training set are also in the database the victim searches."""
+
+    name: str
+    class_names: list[str]
+    train: Split
+    query: Split
+    database: Split
+
+    def __post_init__(self) -> None:
+        for split_name in ("train", "query", "database"):
+            split = getattr(self, split_name)
+            if split.num_classes != len(self.class_names):
+                raise PadhashError(f"{self.name}: {split_name} labels have {split.num_classes} classes, "
+                                   f"but there are {len(self.class_names)} class names")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def summary(self) -> str:
+        """One line: sizes, classes, image size and whether train is the database."""
+        shared = " (train = database)" if self.train is self.database else ""
+        return (f"{self.name}: {self.num_classes} classes, train {len(self.train)}, query {len(self.query)}, "
+                f"database {len(self.database)}{shared}, images {self.train.image_size}x{self.train.image_size}")
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"          # a key of DATASETS
+    root: str | None = None       # file / folder for loaders that need one
+    preset: str | None = None     # split preset (cifar10 / npz: "paper" | "deephash"); None = the loader's default
+    seed: int = 0                 # split seed
+    image_size: int | None = None  # resize (None = native; digits are 32, image files 224)
+    options: dict[str, Any] = field(default_factory=dict)  # further loader options, e.g. max_queries
+
+
+def register(name: str, description: str):
+    """Decorator: add a loader `fn(root, *, seed, image_size, preset, **options)` under `name`."""
+    def add(fn):
+        DATASETS[name] = description
+        _LOADERS[name] = fn
+        return fn
+    return add
+
+
+def load_dataset(name: str, root: str | None = None, **options: Any) -> RetrievalDataset:
+    """Load data set `name` (a key of DATASETS). Options: seed (split seed), image_size, preset and the
+    loader's own options; an unknown name or option raises PadhashError listing the allowed ones."""
+    loader = _LOADERS.get(name)
+    if loader is None:
+        raise PadhashError(f"unknown dataset {name!r} (known: {', '.join(sorted(_LOADERS))})")
+    allowed = [p for p in inspect.signature(loader).parameters if p != "root"]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise PadhashError(f"dataset {name!r}: unknown option(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
+    image_size = options.get("image_size")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
+        raise PadhashError(f"dataset {name!r}: image_size must be a positive integer, got {image_size!r}")
+    return loader(root, **options)
+
+
+def load_dataset_from(cfg: DataConfig) -> RetrievalDataset:
+    options = dict(cfg.options)
+    options.update(seed=cfg.seed, image_size=cfg.image_size)
+    if cfg.preset is not None:
+        options["preset"] = cfg.preset
+    return load_dataset(cfg.name, cfg.root, **options)
+
+
+def check_preset(name: str, preset: str | None, allowed: tuple[str, ...]) -> str:
+    """The preset to use (None = the first allowed), or PadhashError naming the allowed ones."""
+    if preset is None:
+        return allowed[0]
+    if preset not in allowed:
+        raise PadhashError(f"dataset {name!r}: unknown preset {preset!r} (allowed: {', '.join(allowed)})")
+    return preset
+
+
+def check_all_classes_present(labels: torch.Tensor, class_names: list[str], where: str) -> None:
+    """Every class must have at least one item in `labels`, else PadhashError naming `where` and the class."""
+    counts = (labels > 0).sum(dim=0)
+    empty = torch.nonzero(counts == 0).flatten().tolist()
+    if empty:
+        names = ", ".join(f"{c} ({class_names[c]})" for c in empty[:5])
+        raise PadhashError(f"{where}: no images for class(es) {names}")
+
+
+def with_query_cap(ds: RetrievalDataset, max_queries: int | None, seed: int) -> RetrievalDataset:
+    """`ds` with its queries cut to a seeded stratified sample of at most max_queries (None = unchanged)."""
+    keep = cap_queries(ds.query.labels, max_queries, derive_seed(seed, "max_queries"))
+    if keep is None:
+        return ds
+    return RetrievalDataset(ds.name, ds.class_names, ds.train, ds.query.subset(keep), ds.database)

@@ -1,0 +1,85 @@
+"""Seeded stratified sampling: split presets, query caps and the attacker's stolen subset.
+
+Stratification key of an item = its first positive label (single-label data: its class; multi-label data: the
+lowest-index class it carries; items with no label form their own group).
+"""
+from __future__ import annotations
+
+import torch
+
+from padhash.data.splits import Split
+from padhash.errors import PadhashError
+from padhash.rng import derive_seed
+
+
+def strata(labels: torch.Tensor) -> torch.Tensor:
+    """LongTensor (N,): index of each row's first positive label, or -1 for a row with none."""
+    positive = labels > 0
+    first = positive.float().argmax(dim=1)
+    return torch.where(positive.any(dim=1), first, torch.full_like(first, -1))
+
+
+def _groups(labels: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+    """Positions of each stratum (ascending stratum id), each shuffled by the generator."""
+    keys = strata(labels)
+    return [members[torch.randperm(len(members), generator=generator)]
+            for members in (torch.nonzero(keys == k).flatten() for k in torch.unique(keys).tolist())]
+
+
+def split_per_class(labels: torch.Tensor, counts: list[int | float], seed: int,
+                    where: str) -> list[torch.Tensor]:
+    """Carve each stratum into consecutive parts: ints are item counts, floats fractions of the stratum.
+
+    Returns one sorted LongTensor per part plus a last one with the rest. A stratum too small for the
+    requested parts (leaving the rest empty) raises PadhashError naming `where`.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[list[torch.Tensor]] = [[] for _ in range(len(counts) + 1)]
+    for members in _groups(labels, generator):
+        start = 0
+        for p, count in enumerate(counts):
+            take = max(1, round(count * len(members))) if isinstance(count, float) else int(count)
+            parts[p].append(members[start:start + take])
+            start += take
+        if start >= len(members):
+            raise PadhashError(f"{where}: a class has {len(members)} items, too few for per-class split {counts} "
+                               "with something left over")
+        parts[-1].append(members[start:])
+    return [torch.sort(torch.cat(p)).values if p else torch.zeros(0, dtype=torch.long) for p in parts]
+
+
+def stratified_sample(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted positions of a seeded sample of each stratum: round(fraction·n) items, at least 1."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = [members[:max(1, round(fraction * len(members)))] for members in _groups(labels, generator)]
+    if not chosen:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.sort(torch.cat(chosen)).values
+
+
+def stolen_subset(split: Split, fraction: float, seed: int) -> torch.Tensor:
+    """The attacker's stolen share of `split`: seeded, stratified by first label, at least one item per class.
+
+    Returns sorted LongTensor positions into the split. fraction must be in (0, 1]; 1 returns every item.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+        raise PadhashError(f"stolen fraction must be in (0, 1], got {fraction!r}")
+    if fraction == 1.0:
+        return torch.arange(len(split))
+    return stratified_sample(split.labels, float(fraction), seed)
+
+
+def cap_queries(labels: torch.Tensor, max_queries: int | None, seed: int) -> torch.Tensor | None:
+    """Sorted positions of at most ~max_queries stratified items (None when no cap is needed)."""
+    if max_queries is None:
+        return None
+    if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1:
+        raise PadhashError(f"max_queries must be a positive integer, got {max_queries!r}")
+    if max_queries >= len(labels):
+        return None
+    idx = stratified_sample(labels, max_queries / len(labels), seed)
+    if len(idx) > max_queries:  # rounding up per class can overshoot by a few: drop a seeded few
+        generator = torch.Generator().manual_seed(derive_seed(seed, "trim queries"))
+        keep = torch.randperm(len(idx), generator=generator)[:max_queries]
+        idx = torch.sort(idx[keep]).values
+    return idx

@@ -1,0 +1,512 @@
+"""The CIBA experiment (002): clean victim → trigger → poisons → backdoored victim → t-MAP / MAP, per target label.
+
+Roles. The victim owns the data set and the training recipe (`victim`, a TrainConfig). The attacker holds the
+clean-trained model(s) — the victim's own clean model (white box on the architecture, as in 002 §Threat Model and
+CIBA's code), or, for the transfer study (002 Table 4), clean models of several backbones — and the training set
+it poisons. The backdoored victim retrains from scratch on the poisoned set with the SAME recipe and seed as the
+clean one, so poisons are the only difference.
+
+Rows (002 Table 1) on the same target labels, poison indices and trigger: `none` (triggered queries on the clean
+model: the floor), `tri`, `tri_noise`, `tri_adv`, `ciba`, and `label_flip` (the threat-model-breaking ceiling: the
+poisons' slots filled with triggered images of other classes, so the trigger arrives under the target label).
+Triggered queries are the query-split images that share no label with the target, with the full trigger (β = 1).
+t-MAP@K ranks the database by the evaluated model's codes and scores against the target label; `map` is the clean
+model's MAP@K on clean queries, `map_poisoned` the backdoored model's; `asr` is PADHASH's ASR (top-40, 30 %).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from padhash.attacks.backdoor import (
+    BACKDOOR_METHODS,
+    PerturbConfig,
+    TriggerConfig,
+    apply_trigger,
+    craft_backdoor_poisons,
+    dirty_label_poisons,
+    generate_trigger,
+)
+from padhash.config import from_dict, load_yaml, to_dict
+from padhash.errors import PadhashError
+from padhash.experiments.records import ResultsFile
+from padhash.io import load_tensors, save_tensors
+from padhash.rng import derive_seed
+
+METHODS = ("none", *BACKDOOR_METHODS, "label_flip")
+TRANSFER_SETTINGS = ("ensemble", "holdout")
+
+
+def _data_config():
+    from padhash.data import DataConfig
+
+    return DataConfig()
+
+
+def _train_config():
+    from padhash.hashing import TrainConfig
+
+    return TrainConfig()
+
+
+@dataclass
+class BackdoorEvalConfig:
+    topk: int | None = 100         # t-MAP@K and MAP@K (002: K = 1,000 of a ≈10k database); None = all
+    drop_empty: bool = False       # True = DHTA/CIBA convention (queries with no relevant item in the top K dropped)
+    asr_topk: int = 40             # PADHASH ASR@K
+    asr_threshold: float = 0.3
+    max_queries: int | None = 500  # triggered queries per target (a seeded subset); None = all non-target queries
+
+
+@dataclass
+class TransferConfig:
+    backbones: list[str] = field(default_factory=list)   # 002 Table 4 columns; empty = no transfer study
+    settings: list[str] = field(default_factory=lambda: list(TRANSFER_SETTINGS))
+
+
+@dataclass
+class BackdoorConfig:
+    data: Any = field(default_factory=_data_config)       # padhash.data.DataConfig
+    victim: Any = field(default_factory=_train_config)    # padhash.hashing.TrainConfig (the victim's recipe)
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    targets: list[int] = field(default_factory=list)      # target classes; empty = `num_targets` drawn with seed
+    num_targets: int = 3                                   # 002: five target labels, averaged
+    poison_count: int = 30                                 # 002: 60 of ≈10,000 training images
+    blend: float = 1.0                                     # β for the poisons (Appendix C); queries always use 1
+    trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    eval: BackdoorEvalConfig = field(default_factory=BackdoorEvalConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    sweep: dict[str, list] = field(default_factory=dict)  # one axis, e.g. {"perturb.lam": [0, 0.5, 1]}
+    seed: int = 0
+    device: str = "cpu"
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> BackdoorConfig:
+    """Build and check a BackdoorConfig; `data` and `victim` use the foundation's DataConfig / TrainConfig."""
+    from padhash.data import DataConfig
+    from padhash.hashing import TrainConfig
+
+    data = dict(data)
+    nested = {"data": DataConfig, "victim": TrainConfig}
+    built = {k: from_dict(cls, data.pop(k) or {}, f"{where}.{k}") for k, cls in nested.items() if k in data}
+    cfg = from_dict(BackdoorConfig, data, where)
+    for k, v in built.items():
+        setattr(cfg, k, v)
+    _validate(cfg, where)
+    return cfg
+
+
+def load_backdoor_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BackdoorConfig:
+    data = load_yaml(path)
+    data.update(overrides or {})
+    return config_from_dict(data, Path(path).name)
+
+
+def _validate(cfg: BackdoorConfig, where: str) -> None:
+    bad = [m for m in cfg.methods if m not in METHODS]
+    if bad or not cfg.methods:
+        raise PadhashError(f"{where}.methods: {bad or '[]'} not in {', '.join(METHODS)}")
+    if cfg.poison_count < 1 or cfg.num_targets < 1:
+        raise PadhashError(f"{where}: poison_count and num_targets must be ≥ 1")
+    if not 0.0 < cfg.blend <= 1.0:
+        raise PadhashError(f"{where}.blend: must be in (0, 1], got {cfg.blend}")
+    cfg.trigger.validate(where=f"{where}.trigger")
+    cfg.perturb.validate(where=f"{where}.perturb")
+    e = cfg.eval
+    if (e.topk is not None and e.topk < 1) or e.asr_topk < 1 or not 0 < e.asr_threshold <= 1:
+        raise PadhashError(f"{where}.eval: topk and asr_topk must be ≥ 1, asr_threshold in (0, 1]")
+    bad = [s for s in cfg.transfer.settings if s not in TRANSFER_SETTINGS]
+    if bad:
+        raise PadhashError(f"{where}.transfer.settings: {bad} not in {', '.join(TRANSFER_SETTINGS)}")
+    if cfg.transfer.backbones and len(cfg.transfer.backbones) < 2 and "holdout" in cfg.transfer.settings:
+        raise PadhashError(f"{where}.transfer.backbones: hold-out needs at least two backbones")
+    if len(cfg.sweep) > 1:
+        raise PadhashError(f"{where}.sweep: one axis at a time, got {', '.join(cfg.sweep)}")
+    for axis, values in cfg.sweep.items():
+        if not values:
+            raise PadhashError(f"{where}.sweep.{axis}: give at least one value")
+        with_value(cfg, axis, values[0], where)
+
+
+def with_value(cfg: BackdoorConfig, axis: str, value: Any, where: str = "config") -> BackdoorConfig:
+    """A copy of cfg with the dotted key `axis` (e.g. perturb.lam, victim.bits, poison_count) set to `value`."""
+    data = to_dict(cfg)
+    data.pop("sweep")
+    node = data
+    *parents, leaf = axis.split(".")
+    for name in parents:
+        if not isinstance(node.get(name), dict):
+            raise PadhashError(f"{where}.sweep: unknown key {axis!r}")
+        node = node[name]
+    if leaf not in node:
+        raise PadhashError(f"{where}.sweep: unknown key {axis!r}")
+    node[leaf] = value
+    out = config_from_dict(data, f"{where}.sweep[{axis}={value}]")
+    return out
+
+
+def _digest(*parts: Any) -> str:
+    text = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+@dataclass
+class Evaluator:
+    """Scores one model: MAP@K of clean queries, t-MAP@K and ASR of triggered queries, against its own database codes."""
+
+    dataset: Any
+    eval: BackdoorEvalConfig
+    device: str = "cpu"
+
+    def codes(self, model, images_or_split) -> torch.Tensor:
+        from padhash.hashing import encode
+
+        return encode(model, images_or_split, device=self.device).cpu()
+
+    def _ranked(self, q_codes, db_codes, k):
+        from padhash.retrieval import hamming_topk
+
+        k = len(db_codes) if k is None else min(k, len(db_codes))
+        return hamming_topk(q_codes, db_codes, k)[1]
+
+    def clean_map(self, model, db_codes: torch.Tensor) -> float:
+        from padhash.metrics import mean_average_precision
+
+        ds = self.dataset
+        ranked = self._ranked(self.codes(model, ds.query), db_codes, self.eval.topk)
+        return mean_average_precision(ranked, ds.query.labels, ds.database.labels, drop_empty=self.eval.drop_empty)
+
+    def triggered(self, model, db_codes: torch.Tensor, queries: torch.Tensor, target: torch.Tensor) -> dict:
+        """t-MAP@K and ASR of `queries` (already carrying the trigger) towards the multi-hot `target`."""
+        from padhash.metrics import asr_at_k, mean_average_precision
+
+        db_labels = self.dataset.database.labels
+        q_codes = self.codes(model, queries)
+        targets = target.expand(len(queries), -1)
+        t_map = mean_average_precision(self._ranked(q_codes, db_codes, self.eval.topk), targets, db_labels,
+                                       drop_empty=self.eval.drop_empty)
+        asr, _ = asr_at_k(self._ranked(q_codes, db_codes, self.eval.asr_topk), db_labels, target,
+                          threshold=self.eval.asr_threshold)
+        return {"t_map": float(t_map), "asr": float(asr)}
+
+
+def triggered_query_indices(query_labels: torch.Tensor, target: torch.Tensor, max_queries: int | None,
+                            seed: int) -> torch.Tensor:
+    """Queries sharing no label with the target (CIBA's selection), a seeded subset of at most `max_queries`."""
+    pool = torch.nonzero(~(query_labels[:, target > 0] > 0).any(1)).flatten()
+    if max_queries is not None and len(pool) > max_queries:
+        rng = np.random.default_rng(seed)
+        pool = pool[torch.as_tensor(np.sort(rng.choice(len(pool), max_queries, replace=False)))]
+    return pool
+
+
+# ---------------------------------------------------------------------------------------------------- the runner
+class BackdoorRun:
+    """One run folder: clean models, triggers and poisons are cached on disk, so a killed run resumes."""
+
+    def __init__(self, cfg: BackdoorConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
+                 progress: bool = True):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.victim_dir = Path(victim_dir) if victim_dir else None
+        self.progress = progress
+        self.results = ResultsFile(self.out, {**to_dict(cfg), "victim_run": str(victim_dir) if victim_dir else None})
+        self._datasets: dict[str, Any] = {}
+        self._models: dict[str, Any] = {}
+
+    # -- data and models
+    def dataset(self, data_cfg):
+        from padhash.data import load_dataset_from
+
+        key = _digest(data_cfg)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset_from(data_cfg)
+        return self._datasets[key]
+
+    def clean_model(self, cfg: BackdoorConfig, backbone: str | None = None):
+        """The clean-trained model of the victim's recipe (with `backbone` swapped in for the transfer study)."""
+        from padhash.experiments.retrieval import RetrievalConfig, load_victim, run_training
+
+        tcfg = dataclasses.replace(cfg.victim, device=cfg.device, **({"backbone": backbone} if backbone else {}))
+        key = _digest(cfg.data, tcfg)
+        if key not in self._models:
+            if self.victim_dir is not None and backbone is None:
+                run_dir = self.victim_dir
+            else:
+                run_dir = self.out / ("victim" if backbone is None else f"clean-{backbone}") / key
+                run_training(RetrievalConfig(data=cfg.data, train=tcfg, topk=cfg.eval.topk), run_dir,
+                             progress=self.progress)
+            model, _ = load_victim(run_dir)
+            self._models[key] = model.to(cfg.device).eval()
+        return self._models[key]
+
+    def train_backdoored(self, name: str, cfg: BackdoorConfig, train_split, backbone: str | None = None):
+        from padhash.hashing import train_hash_model
+
+        tcfg = dataclasses.replace(cfg.victim, device=cfg.device, **({"backbone": backbone} if backbone else {}))
+        ds = self.dataset(cfg.data)
+        model = train_hash_model(train_split, ds.num_classes, tcfg, checkpoint_dir=self.out / "models" / name,
+                                 progress=self.progress)
+        return model.to(cfg.device).eval()
+
+    # -- attacker's pieces
+    def targets(self, cfg: BackdoorConfig) -> list[int]:
+        ds = self.dataset(cfg.data)
+        if cfg.targets:
+            bad = [t for t in cfg.targets if not 0 <= t < ds.num_classes]
+            if bad:
+                raise PadhashError(f"targets: {bad} outside 0..{ds.num_classes - 1}")
+            return list(cfg.targets)
+        rng = np.random.default_rng(derive_seed(cfg.seed, "targets"))
+        return sorted(int(t) for t in rng.choice(ds.num_classes, min(cfg.num_targets, ds.num_classes), replace=False))
+
+    def poison_indices(self, cfg: BackdoorConfig, target: int) -> torch.Tensor:
+        """Random target-class training images to poison (CIBA: np.random.choice over the target class)."""
+        ds = self.dataset(cfg.data)
+        pool = torch.nonzero(ds.train.labels[:, target] > 0).flatten()
+        if len(pool) < cfg.poison_count:
+            raise PadhashError(f"poison_count: {cfg.poison_count} exceeds the {len(pool)} training images of "
+                               f"target class {target}")
+        rng = np.random.default_rng(derive_seed(cfg.seed, "poisons", target))
+        return pool[torch.as_tensor(np.sort(rng.choice(len(pool), cfg.poison_count, replace=False)))]
+
+    def trigger(self, cfg: BackdoorConfig, target: int, models: list, tag: str) -> torch.Tensor:
+        """Algorithm 1 on the attacker's clean model(s), cached per (data, recipe, target, trigger settings)."""
+        from padhash.attacks.anchor import anchor_code
+
+        path = self.out / "triggers" / f"{tag}-t{target}-{_digest(cfg.data, cfg.victim, cfg.trigger, cfg.seed)}.safetensors"
+        if path.exists():
+            return load_tensors(path)["patch"]
+        ds = self.dataset(cfg.data)
+        evaluator = Evaluator(ds, cfg.eval, cfg.device)
+        members = torch.nonzero(ds.train.labels[:, target] > 0).flatten()
+        anchors = torch.stack([anchor_code(evaluator.codes(m, ds.train.images(members))).float() for m in models])
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "trigger", target, tag))
+        patch = generate_trigger(models, anchors, ds.train.images(), cfg.trigger, generator=gen, device=cfg.device,
+                                 progress=self.progress)
+        save_tensors(path, {"patch": patch, "anchors": anchors})
+        return patch
+
+    def poisons(self, cfg: BackdoorConfig, method: str, target: int, idx: torch.Tensor, patch: torch.Tensor,
+                models: list, tag: str) -> torch.Tensor:
+        path = self.out / "poisons" / (f"{tag}-{method}-t{target}-"
+                                       f"{_digest(cfg.data, cfg.victim, cfg.trigger, cfg.perturb, cfg.blend, cfg.poison_count, cfg.seed)}.safetensors")
+        if path.exists():
+            return load_tensors(path)["poisons"]
+        ds = self.dataset(cfg.data)
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "craft", method, target))
+        if method == "label_flip":
+            others = torch.nonzero(ds.train.labels[:, target] == 0).flatten()
+            pick = others[torch.randperm(len(others), generator=gen)[: len(idx)]]
+            poisons = dirty_label_poisons(ds.train.images(pick), patch)
+        else:
+            poisons = craft_backdoor_poisons(method, models, ds.train.images(idx), patch, cfg.perturb,
+                                             blend=cfg.blend, generator=gen, device=cfg.device,
+                                             progress=self.progress)
+        save_tensors(path, {"poisons": poisons, "indices": idx})
+        return poisons
+
+    # -- the experiment
+    def run(self) -> dict:
+        cfg = self.cfg
+        axis, values = next(iter(cfg.sweep.items()), (None, [None]))
+        for value in values:
+            vcfg = with_value(cfg, axis, value) if axis else cfg
+            if cfg.transfer.backbones:
+                self._run_transfer(vcfg, axis, value)
+            else:
+                self._run_targets(vcfg, axis, value)
+        write_backdoor_report(self.out)
+        return ResultsFile.load(self.out)
+
+    def _key(self, axis, value, *parts) -> tuple[str, str]:
+        prefix = f"{axis}={value}|" if axis else ""
+        return prefix + "|".join(map(str, parts)), (f"@{axis}={value}" if axis else "")
+
+    def _run_targets(self, cfg: BackdoorConfig, axis, value) -> None:
+        from padhash.metrics import psnr, ssim
+
+        ds = self.dataset(cfg.data)
+        for target in self.targets(cfg):
+            keys = {m: self._key(axis, value, f"target={target}", m) for m in cfg.methods}
+            if all(self.results.has(k) for k, _ in keys.values()):
+                continue
+            clean = self.clean_model(cfg)
+            ev = Evaluator(ds, cfg.eval, cfg.device)
+            clean_db = ev.codes(clean, ds.database)
+            clean_map = ev.clean_map(clean, clean_db)
+            target_vec = torch.zeros(ds.num_classes)
+            target_vec[target] = 1.0
+            q_idx = triggered_query_indices(ds.query.labels, target_vec, cfg.eval.max_queries,
+                                            derive_seed(cfg.seed, "queries", target))
+            patch = self.trigger(cfg, target, [clean], "victim")
+            queries = apply_trigger(ds.query.images(q_idx), patch, 1.0)
+            idx = self.poison_indices(cfg, target)
+            base = {"target_class": target, "poison_count": len(idx), "map": clean_map, "queries": len(q_idx),
+                    **({"sweep_axis": axis, "sweep_value": value} if axis else {})}
+            for method in cfg.methods:
+                key, suffix = keys[method]
+                if self.results.has(key):
+                    continue
+                record = {"key": key, "method": method + suffix, **base}
+                if method == "none":
+                    record.update(map_poisoned=clean_map, poison_count=0,
+                                  **ev.triggered(clean, clean_db, queries, target_vec))
+                else:
+                    poisons = self.poisons(cfg, method, target, idx, patch, [clean], "victim")
+                    originals = ds.train.images(idx)
+                    model = self.train_backdoored(f"{method}-t{target}-{_digest(key, cfg)}", cfg,
+                                                  ds.train.replace(idx, poisons))
+                    db = ev.codes(model, ds.database)
+                    record.update(map_poisoned=ev.clean_map(model, db), **ev.triggered(model, db, queries, target_vec),
+                                  psnr=float(psnr(poisons, originals).mean()),
+                                  ssim=float(ssim(poisons, originals).mean()))
+                    if method != "label_flip" and not axis:
+                        self._save_grid(key, ds, originals, poisons, queries, model, db, target)
+                self.results.add(record)
+
+    def _run_transfer(self, cfg: BackdoorConfig, axis, value) -> None:
+        """002 Table 4: trigger and confusing perturbations from several clean backbones; victims of each backbone."""
+        ds = self.dataset(cfg.data)
+        backbones = cfg.transfer.backbones
+        ev = Evaluator(ds, cfg.eval, cfg.device)
+        for target in self.targets(cfg):
+            target_vec = torch.zeros(ds.num_classes)
+            target_vec[target] = 1.0
+            q_idx = triggered_query_indices(ds.query.labels, target_vec, cfg.eval.max_queries,
+                                            derive_seed(cfg.seed, "queries", target))
+            idx = self.poison_indices(cfg, target)
+            for column in backbones:
+                for setting in ["none", *cfg.transfer.settings]:
+                    key, suffix = self._key(axis, value, f"target={target}", f"victim={column}", setting)
+                    if self.results.has(key):
+                        continue
+                    clean = self.clean_model(cfg, column)
+                    clean_db = ev.codes(clean, ds.database)
+                    record = {"key": key, "method": f"{'none' if setting == 'none' else 'ciba'}@{setting}:{column}{suffix}",
+                              "setting": setting, "victim_backbone": column, "target_class": target,
+                              "map": ev.clean_map(clean, clean_db)}
+                    crafters = backbones if setting != "holdout" else [b for b in backbones if b != column]
+                    tag = "ens-" + "+".join(crafters)
+                    models = [self.clean_model(cfg, b) for b in crafters]
+                    patch = self.trigger(cfg, target, models, tag)
+                    queries = apply_trigger(ds.query.images(q_idx), patch, 1.0)
+                    if setting == "none":  # the clean victim under the ensemble's trigger: the floor
+                        record.update(map_poisoned=record["map"], **ev.triggered(clean, clean_db, queries, target_vec))
+                    else:
+                        poisons = self.poisons(cfg, "ciba", target, idx, patch, models, tag)
+                        model = self.train_backdoored(f"transfer-{column}-{setting}-t{target}-{_digest(key, cfg)}",
+                                                      cfg, ds.train.replace(idx, poisons), backbone=column)
+                        db = ev.codes(model, ds.database)
+                        record.update(map_poisoned=ev.clean_map(model, db),
+                                      **ev.triggered(model, db, queries, target_vec), poison_count=len(idx))
+                    self.results.add(record)
+
+    def _save_grid(self, key, ds, originals, poisons, queries, model, db_codes, target) -> None:
+        """Clean / poisoned training images; a triggered query and its top-10 (✓ = carries the target label)."""
+        from padhash.experiments.report import save_image_grid
+        from padhash.retrieval import hamming_topk
+
+        n = min(6, len(originals))
+        q_codes = Evaluator(ds, self.cfg.eval, self.cfg.device).codes(model, queries[:2])
+        _, top = hamming_topk(q_codes, db_codes, 10)
+        rows = [list(originals[:n]), list(poisons[:n])]
+        marks = [[None] * n, [None] * n]
+        titles = ["clean", "poisoned"]
+        for q in range(len(q_codes)):
+            hits = ds.database.images(top[q].tolist())
+            rows.append([queries[q], *hits])
+            marks.append([None, *[bool(ds.database.labels[i, target] > 0) for i in top[q].tolist()]])
+            titles.append(f"query {q} + trigger")
+        name = key.replace("|", "_").replace("=", "")
+        save_image_grid(rows, self.out / "figures" / f"{name}.png", row_titles=titles, marks=marks,
+                        title=f"{key}: top-10 of triggered queries (✓ target label {target})")
+
+
+def run_backdoor(cfg: BackdoorConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
+                 progress: bool = True) -> dict:
+    """Run (or resume) a backdoor experiment into `out_dir`; returns the results.json contents."""
+    return BackdoorRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run()
+
+
+# ---------------------------------------------------------------------------------------------------- the report
+ROW_NAMES = {"none": "None", "tri": "Tri", "tri_noise": "Tri+Noise", "tri_adv": "Tri+Adv", "ciba": "CIBA",
+             "label_flip": "Label flip (dirty-label ceiling)"}
+
+
+def report_tables(results: dict) -> list[str]:
+    """Markdown tables shaped like 002 Table 1 (methods × t-MAP/MAP), Fig. 6–7 (methods × sweep values) and
+    Table 4 (settings × victim backbones), each cell mean ± std over the target labels — from results.json alone."""
+    from padhash.experiments.report import markdown_table, mean_std
+
+    cfg, agg, trials = results["config"], results["aggregates"], results["trials"]
+    k = cfg["eval"]["topk"] or "all"
+    sections = []
+    axis = next(iter(cfg.get("sweep") or {}), None)
+    if cfg["transfer"]["backbones"]:
+        cols = cfg["transfer"]["backbones"]
+        suffixes = [""] if not axis else [f"@{axis}={v}" for v in cfg["sweep"][axis]]
+        for suffix in suffixes:
+            rows = []
+            for setting in [*cfg["transfer"]["settings"], "none"]:
+                method = "none" if setting == "none" else "ciba"
+                for metric, label in (("t_map", "t-MAP"), ("map_poisoned" if setting != "none" else "map", "MAP")):
+                    rows.append([setting, label, *[mean_std(agg, f"{method}@{setting}:{c}{suffix}", metric) for c in cols]])
+            sections.append(f"### Transfer (002 Table 4){suffix}: t-MAP@{k} / MAP@{k}\n\n"
+                            + markdown_table(["setting", "metric", *cols], rows))
+        return sections
+    methods = [m for m in cfg["methods"]]
+    if axis:
+        values = cfg["sweep"][axis]
+        for metric, label in (("t_map", "t-MAP"), ("map_poisoned", "MAP (backdoored)"), ("asr", "ASR")):
+            rows = [[ROW_NAMES[m], *[mean_std(agg, f"{m}@{axis}={v}", metric) for v in values]] for m in methods]
+            sections.append(f"### {label}@{k if metric != 'asr' else cfg['eval']['asr_topk']} vs {axis}\n\n"
+                            + markdown_table(["method", *[f"{axis}={v}" for v in values]], rows))
+        return sections
+    rows = [[ROW_NAMES[m], mean_std(agg, m, "t_map"), mean_std(agg, m, "asr"), mean_std(agg, m, "map"),
+             mean_std(agg, m, "map_poisoned"), mean_std(agg, m, "psnr", 1)] for m in methods]
+    targets = sorted({t["target_class"] for t in trials})
+    sections.append(f"### t-MAP@{k} and MAP@{k} (002 Table 1), mean ± std over target labels {targets}\n\n"
+                    + markdown_table(["method", "t-MAP", f"ASR@{cfg['eval']['asr_topk']}", "MAP (clean model)",
+                                      "MAP (backdoored)", "PSNR of poisons (dB)"], rows))
+    per_target = [[ROW_NAMES[m], *[next((f"{t['t_map']:.3f}" for t in trials if t["method"] == m
+                                         and t["target_class"] == c), "–") for c in targets]] for m in methods]
+    sections.append("### t-MAP per target label (002 Table 6)\n\n"
+                    + markdown_table(["method", *[f"target {c}" for c in targets]], per_target))
+    return sections
+
+
+def write_backdoor_report(run_dir: str | Path) -> None:
+    """report.md (tables, the figures made) and figures/curves-*.png of a sweep, from results.json alone."""
+    from padhash.experiments.report import save_curves, write_report
+
+    run_dir = Path(run_dir)
+    results = ResultsFile.load(run_dir)
+    cfg = results["config"]
+    sections = ["# Clean-label backdoor (CIBA) report\n",
+                f"data: {cfg['data']}; victim: {cfg['victim']['backbone']} {cfg['victim']['method']} "
+                f"{cfg['victim']['bits']} bits; poisons: {cfg['poison_count']}; trigger {cfg['trigger']['size']} px; "
+                f"ε = {cfg['perturb']['eps']:.4f} (pixel space); λ = {cfg['perturb']['lam']}; β = {cfg['blend']}; "
+                f"seed {cfg['seed']}.\n", *report_tables(results)]
+    axis = next(iter(cfg.get("sweep") or {}), None)
+    if axis and not cfg["transfer"]["backbones"]:
+        values = cfg["sweep"][axis]
+        agg = results["aggregates"]
+        numeric = all(isinstance(v, (int, float)) for v in values)
+        xs = values if numeric else list(range(len(values)))
+        curves = {ROW_NAMES[m]: (xs, [agg.get(f"{m}@{axis}={v}", {}).get("t_map", {}).get("mean", float("nan"))
+                                      for v in values]) for m in cfg["methods"]}
+        save_curves(curves, run_dir / "figures" / "t_map-sweep.png", xlabel=axis, ylabel="t-MAP")
+        sections.append("![t-MAP vs sweep](figures/t_map-sweep.png)\n")
+    grids = sorted((run_dir / "figures").glob("target*.png")) if (run_dir / "figures").exists() else []
+    sections += [f"![{g.stem}](figures/{g.name})\n" for g in grids]
+    write_report(run_dir / "report.md", sections)

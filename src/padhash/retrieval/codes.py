@@ -1,0 +1,53 @@
+"""Binary codes: real outputs -> ±1 codes -> packed bits.
+
+Bit convention: code +1 is bit 1, code -1 is bit 0; bit j of a code lives in byte j // 8 at bit position
+j % 8 (little-endian within the byte, numpy ``bitorder="little"``). Padding bits are 0 for every code, so the
+Hamming distance between packed codes equals the distance between the ±1 codes for any code length.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from padhash.errors import PadhashError
+
+
+def to_codes(u: torch.Tensor) -> torch.Tensor:
+    """±1 codes (int8) from real-valued hash outputs; sign(0) = +1 (DESIGN.md)."""
+    return torch.where(u >= 0, 1, -1).to(torch.int8)
+
+
+def check_codes(codes, name: str = "codes") -> torch.Tensor:
+    """Return ``codes`` as a 2-D int8 ±1 tensor, or raise PadhashError naming ``name``."""
+    codes = torch.as_tensor(codes)
+    if codes.dim() == 1:
+        codes = codes.unsqueeze(0)
+    if codes.dim() != 2 or codes.shape[1] == 0:
+        raise PadhashError(f"{name}: expected a (N, bits) tensor of ±1 codes, got shape {tuple(codes.shape)}")
+    if codes.is_floating_point() or codes.dtype != torch.int8:
+        if not bool(((codes == 1) | (codes == -1)).all()):
+            raise PadhashError(f"{name}: codes must be ±1 (use padhash.retrieval.to_codes on real outputs)")
+        codes = codes.to(torch.int8)
+    elif not bool(((codes == 1) | (codes == -1)).all()):
+        raise PadhashError(f"{name}: codes must be ±1 (use padhash.retrieval.to_codes on real outputs)")
+    return codes
+
+
+def pack_codes(codes, word_bytes: int = 1) -> np.ndarray:
+    """Pack ±1 codes (N, K) into uint8 bits (N, B), B = ceil(K/8) rounded up to a multiple of ``word_bytes``."""
+    codes = check_codes(codes)
+    bits = (codes > 0).cpu().numpy()
+    packed = np.packbits(bits, axis=1, bitorder="little")
+    pad = -packed.shape[1] % word_bytes
+    if pad:
+        packed = np.pad(packed, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(packed)
+
+
+def unpack_codes(packed: np.ndarray, bits: int) -> torch.Tensor:
+    """Inverse of :func:`pack_codes`: uint8 (N, B) -> int8 ±1 codes (N, bits)."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    if packed.ndim != 2 or packed.shape[1] * 8 < bits:
+        raise PadhashError(f"packed codes of shape {packed.shape} cannot hold {bits} bits")
+    unpacked = np.unpackbits(packed, axis=1, count=bits, bitorder="little")
+    return torch.from_numpy(unpacked.astype(np.int8) * 2 - 1)

@@ -1,0 +1,27 @@
+"""Tiny stand-ins for the hashing stack, so the crafting tests do not depend on modules in flux."""
+import torch
+from torch import nn
+
+
+class TinyHashNet(nn.Module):
+    def __init__(self, bits: int = 8, size: int = 8):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
+        self.hash_layer = nn.Linear(4 * size * size, bits)
+
+    def forward(self, x):
+        return self.hash_layer(self.features(x))
+
+
+class CentreLoss(nn.Module):
+    """CSQ-like: BCE of (u+1)/2 towards the ±1 centre of the label."""
+
+    def __init__(self, num_classes: int, bits: int, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.centers = torch.randint(0, 2, (num_classes, bits), generator=g).float() * 2 - 1
+
+    def forward(self, u, labels, index=None):
+        centre = (labels @ self.centers).sign()
+        p = (torch.tanh(u) + 1) / 2
+        return nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), (centre + 1) / 2)
