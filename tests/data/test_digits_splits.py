@@ -32,6 +32,15 @@ def test_digits_deterministic_and_seed_dependent(digits):
     assert not torch.equal(other.query.images(), digits.query.images())
 
 
+def test_data_config_from_yaml_dict():
+    from padhash.config import from_dict
+    cfg = from_dict(DataConfig, {"name": "digits", "seed": 2, "options": {"max_queries": 30}}, "data")
+    ds = load_dataset_from(cfg)
+    assert len(ds.query) == 30 and torch.all(ds.query.labels.sum(0) == 3)
+    with pytest.raises(PadhashError, match="data: unknown key"):
+        from_dict(DataConfig, {"nmae": "digits"}, "data")
+
+
 def test_digits_options(digits):
     ds = load_dataset("digits", seed=0, image_size=16, train_per_class=20, max_queries=50, query_fraction=0.2)
     assert ds.train is not ds.database and len(ds.train) == 200
@@ -48,6 +57,9 @@ def test_digits_options(digits):
     (dict(name="digits", image_size=0), "image_size must be a positive integer"),
     (dict(name="digits", query_fraction=1.5), "query_fraction must be in (0, 1)"),
     (dict(name="digits", max_queries=0), "max_queries must be a positive integer"),
+    (dict(name="digits", seed="1"), "seed must be a non-negative integer"),
+    (dict(name="digits", train_per_class=0), "train_per_class must be a positive integer"),
+    (dict(name="digits", train_per_class=200), "too few for per-class split"),
 ])
 def test_bad_options_give_one_line_errors(kwargs, message):
     with pytest.raises(PadhashError, match=None) as info:

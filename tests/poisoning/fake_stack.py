@@ -95,7 +95,9 @@ class TrainConfig:
     optimizer: str | None = None
     lr: float | None = None
     weight_decay: float | None = None
+    schedule: str | None = None
     augment: bool = False
+    hflip: bool | None = None
     seed: int = 0
     device: str = "cpu"
     weights: str | None = None

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import torch
 
-from padhash.data.sampling import cap_queries
+from padhash.data.sampling import cap_queries, split_per_class
 from padhash.data.splits import Split
 from padhash.errors import PadhashError
 from padhash.rng import derive_seed
@@ -75,6 +75,9 @@ def load_dataset(name: str, root: str | None = None, **options: Any) -> Retrieva
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise PadhashError(f"dataset {name!r}: unknown option(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
+    seed = options.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise PadhashError(f"dataset {name!r}: seed must be a non-negative integer, got {seed!r}")
     image_size = options.get("image_size")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise PadhashError(f"dataset {name!r}: image_size must be a positive integer, got {image_size!r}")
@@ -105,6 +108,24 @@ def check_all_classes_present(labels: torch.Tensor, class_names: list[str], wher
     if empty:
         names = ", ".join(f"{c} ({class_names[c]})" for c in empty[:5])
         raise PadhashError(f"{where}: no images for class(es) {names}")
+
+
+def split_queries(everything: Split, query_fraction: float, train_per_class: int | None, seed: int,
+                  where: str) -> tuple[Split, Split, Split]:
+    """(train, query, database): per class a seeded `query_fraction` of the items are queries, the rest the
+    database; train is the database itself, or a seeded `train_per_class` per-class sample of it."""
+    if isinstance(query_fraction, bool) or not isinstance(query_fraction, (int, float)) or not 0 < query_fraction < 1:
+        raise PadhashError(f"{where}: query_fraction must be in (0, 1), got {query_fraction!r}")
+    query_idx, db_idx = split_per_class(everything.labels, [float(query_fraction)], seed, where)
+    database = everything.subset(db_idx)
+    train = database
+    if train_per_class is not None:
+        if isinstance(train_per_class, bool) or not isinstance(train_per_class, int) or train_per_class < 1:
+            raise PadhashError(f"{where}: train_per_class must be a positive integer, got {train_per_class!r}")
+        train_idx, _ = split_per_class(database.labels, [train_per_class], seed, f"{where} train_per_class",
+                                       need_rest=False)
+        train = database.subset(train_idx)
+    return train, everything.subset(query_idx), database
 
 
 def with_query_cap(ds: RetrievalDataset, max_queries: int | None, seed: int) -> RetrievalDataset:

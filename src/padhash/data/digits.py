@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 from sklearn.datasets import load_digits
 
-from padhash.data.dataset import RetrievalDataset, check_preset, register, with_query_cap
-from padhash.data.sampling import split_per_class
+from padhash.data.dataset import RetrievalDataset, check_preset, register, split_queries, with_query_cap
 from padhash.data.splits import TensorSplit, resize_images
 from padhash.errors import PadhashError
 
@@ -20,19 +19,12 @@ def load_digits_dataset(root: str | None = None, *, seed: int = 0, image_size: i
     if root is not None:
         raise PadhashError(f"dataset 'digits' is embedded and takes no root (got {root!r})")
     check_preset("digits", preset, ("paper",))
-    if not 0.0 < query_fraction < 1.0:
-        raise PadhashError(f"dataset 'digits': query_fraction must be in (0, 1), got {query_fraction!r}")
     bunch = load_digits()
     pixels = torch.as_tensor(bunch.images, dtype=torch.float32).div_(16.0)  # values 0..16
     images = resize_images(pixels[:, None], image_size or 32).expand(-1, 3, -1, -1).contiguous()
     targets = torch.as_tensor(bunch.target, dtype=torch.long)
     labels = torch.nn.functional.one_hot(targets, 10).float()
-    query_idx, db_idx = split_per_class(labels, [float(query_fraction)], seed, "digits")
-    database = TensorSplit(images[db_idx], labels[db_idx])
-    train = database
-    if train_per_class is not None:
-        train_idx, _ = split_per_class(database.labels, [int(train_per_class)], seed, "digits train_per_class")
-        train = database.subset(train_idx)
-    ds = RetrievalDataset("digits", [str(d) for d in range(10)], train,
-                          TensorSplit(images[query_idx], labels[query_idx]), database)
+    train, query, database = split_queries(TensorSplit(images, labels), query_fraction, train_per_class, seed,
+                                           "dataset 'digits'")
+    ds = RetrievalDataset("digits", [str(d) for d in range(10)], train, query, database)
     return with_query_cap(ds, max_queries, seed)

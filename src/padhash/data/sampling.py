@@ -9,7 +9,6 @@ import torch
 
 from padhash.data.splits import Split
 from padhash.errors import PadhashError
-from padhash.rng import derive_seed
 
 
 def strata(labels: torch.Tensor) -> torch.Tensor:
@@ -26,12 +25,12 @@ def _groups(labels: torch.Tensor, generator: torch.Generator) -> list[torch.Tens
             for members in (torch.nonzero(keys == k).flatten() for k in torch.unique(keys).tolist())]
 
 
-def split_per_class(labels: torch.Tensor, counts: list[int | float], seed: int,
-                    where: str) -> list[torch.Tensor]:
+def split_per_class(labels: torch.Tensor, counts: list[int | float], seed: int, where: str,
+                    need_rest: bool = True) -> list[torch.Tensor]:
     """Carve each stratum into consecutive parts: ints are item counts, floats fractions of the stratum.
 
     Returns one sorted LongTensor per part plus a last one with the rest. A stratum too small for the
-    requested parts (leaving the rest empty) raises PadhashError naming `where`.
+    requested parts (or, with need_rest, leaving the rest empty) raises PadhashError naming `where`.
     """
     generator = torch.Generator().manual_seed(seed)
     parts: list[list[torch.Tensor]] = [[] for _ in range(len(counts) + 1)]
@@ -41,9 +40,10 @@ def split_per_class(labels: torch.Tensor, counts: list[int | float], seed: int,
             take = max(1, round(count * len(members))) if isinstance(count, float) else int(count)
             parts[p].append(members[start:start + take])
             start += take
-        if start >= len(members):
-            raise PadhashError(f"{where}: a class has {len(members)} items, too few for per-class split {counts} "
-                               "with something left over")
+        if start > len(members) or (need_rest and start == len(members)):
+            rest = " with something left over" if need_rest else ""
+            raise PadhashError(f"{where}: a class has {len(members)} items, too few for per-class split "
+                               f"{counts}{rest}")
         parts[-1].append(members[start:])
     return [torch.sort(torch.cat(p)).values if p else torch.zeros(0, dtype=torch.long) for p in parts]
 
@@ -70,16 +70,27 @@ def stolen_subset(split: Split, fraction: float, seed: int) -> torch.Tensor:
 
 
 def cap_queries(labels: torch.Tensor, max_queries: int | None, seed: int) -> torch.Tensor | None:
-    """Sorted positions of at most ~max_queries stratified items (None when no cap is needed)."""
+    """Sorted positions of exactly max_queries items, allotted to strata in proportion to their sizes
+    (largest remainders first, at least one per stratum when there is room); None when no cap is needed."""
     if max_queries is None:
         return None
     if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1:
         raise PadhashError(f"max_queries must be a positive integer, got {max_queries!r}")
     if max_queries >= len(labels):
         return None
-    idx = stratified_sample(labels, max_queries / len(labels), seed)
-    if len(idx) > max_queries:  # rounding up per class can overshoot by a few: drop a seeded few
-        generator = torch.Generator().manual_seed(derive_seed(seed, "trim queries"))
-        keep = torch.randperm(len(idx), generator=generator)[:max_queries]
-        idx = torch.sort(idx[keep]).values
-    return idx
+    groups = _groups(labels, torch.Generator().manual_seed(seed))
+    sizes = torch.tensor([len(g) for g in groups], dtype=torch.float64)
+    share = sizes * max_queries / sizes.sum()
+    take = share.floor().long()
+    if max_queries >= len(groups):
+        take = take.clamp(min=1)
+    # hand out what rounding left over by largest remainder (stable: ties go to the lower stratum)
+    order = torch.argsort(share - share.floor(), descending=True, stable=True)
+    for g in order.tolist():
+        if int(take.sum()) >= max_queries:
+            break
+        if take[g] < sizes[g]:
+            take[g] += 1
+    while int(take.sum()) > max_queries:  # the at-least-one rule overshot: trim the largest allotment
+        take[int(torch.argmax(take))] -= 1
+    return torch.sort(torch.cat([g[:int(t)] for g, t in zip(groups, take)])).values

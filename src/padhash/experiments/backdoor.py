@@ -178,11 +178,12 @@ class Evaluator:
         k = len(db_codes) if k is None else min(k, len(db_codes))
         return hamming_topk(q_codes, db_codes, k)[1]
 
-    def clean_map(self, model, db_codes: torch.Tensor) -> float:
+    def clean_map(self, model, db_codes: torch.Tensor, queries: torch.Tensor | None = None) -> float:
+        """MAP@K of the query split (or `queries`: the same images transformed, e.g. JPEG) vs their own labels."""
         from padhash.metrics import mean_average_precision
 
         ds = self.dataset
-        ranked = self._ranked(self.codes(model, ds.query), db_codes, self.eval.topk)
+        ranked = self._ranked(self.codes(model, ds.query if queries is None else queries), db_codes, self.eval.topk)
         return mean_average_precision(ranked, ds.query.labels, ds.database.labels, drop_empty=self.eval.drop_empty)
 
     def triggered(self, model, db_codes: torch.Tensor, queries: torch.Tensor, target: torch.Tensor) -> dict:

@@ -205,23 +205,23 @@ class PoisoningRun:
             self._datasets[key] = self._load_dataset(data_cfg)
         return self._datasets[key]
 
-    def _init_model(self, backbone: str, bits: int, image_size: int, weights: str | None, init: str | None):
+    def _init_model(self, tcfg, image_size: int, init: str):
+        """A HashModel holding the weights of `init` (every parameter comes from the file, so no RNG is involved)."""
         from padhash.models import build_model
 
-        model = build_model(backbone, bits, image_size=image_size, weights=weights)
-        if init is not None:
-            state = load_tensors(Path(init))
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as exc:
-                raise PadhashError(f"{init}: does not fit a {backbone} {bits}-bit HashModel "
-                                   f"({str(exc).splitlines()[0]})") from None
+        model = build_model(tcfg.backbone, tcfg.bits, image_size=image_size, weights=tcfg.weights)
+        try:
+            model.load_state_dict(load_tensors(Path(init)))
+        except RuntimeError as exc:
+            raise PadhashError(f"{init}: does not fit a {tcfg.backbone} {tcfg.bits}-bit HashModel "
+                               f"({str(exc).splitlines()[0]})") from None
         return model.to(self.device)
 
     def _train(self, name: str, train_split, num_classes: int, tcfg, *, init: str | None, loss=None):
+        """From scratch (the trainer seeds the initialisation from tcfg.seed) or fine-tuned from `init`."""
         from padhash.hashing import train_hash_model
 
-        model = self._init_model(tcfg.backbone, tcfg.bits, train_split.image_size, tcfg.weights, init)
+        model = self._init_model(tcfg, train_split.image_size, init) if init is not None else None
         model = train_hash_model(train_split, num_classes, tcfg, model=model, loss=loss,
                                  checkpoint_dir=self.out / "models" / name, progress=self.progress)
         return model.eval()
@@ -516,9 +516,9 @@ def run_poisoning(cfg: PoisoningConfig, out_dir: str | Path, progress: bool = Tr
 # 1 % poisons, ε 16/255, α 0.2, 250 signed-Adam steps; the victim from scratch with its default recipe).
 DEMO_CONFIG: dict[str, Any] = {
     "data": {"name": "digits"},
-    "victim": {"method": "csq", "bits": 32, "backbone": "smallcnn", "epochs": 15},
+    "victim": {"method": "csq", "bits": 32, "backbone": "smallcnn", "epochs": 15, "hflip": False},
     "surrogate": {"stolen_fraction": 0.1},
-    "attack": {"alpha": 0.2, "eps": 16 / 255, "steps": 250, "poison_count": 16},
+    "attack": {"alpha": 0.2, "eps": 16 / 255, "steps": 250, "poison_count": 16, "flip": False},
     "pairs": 3,
     "seeds": [0],
 }

@@ -14,29 +14,24 @@ from padhash.errors import PadhashError
 
 def to_codes(u: torch.Tensor) -> torch.Tensor:
     """±1 codes (int8) from real-valued hash outputs; sign(0) = +1 (DESIGN.md)."""
-    return torch.where(u >= 0, 1, -1).to(torch.int8)
+    return torch.where(torch.as_tensor(u) >= 0, 1, -1).to(torch.int8)
 
 
 def check_codes(codes, name: str = "codes") -> torch.Tensor:
-    """Return ``codes`` as a 2-D int8 ±1 tensor, or raise PadhashError naming ``name``."""
+    """Return ``codes`` as a 2-D int8 ±1 tensor (a single code becomes one row), or raise PadhashError."""
     codes = torch.as_tensor(codes)
     if codes.dim() == 1:
         codes = codes.unsqueeze(0)
     if codes.dim() != 2 or codes.shape[1] == 0:
         raise PadhashError(f"{name}: expected a (N, bits) tensor of ±1 codes, got shape {tuple(codes.shape)}")
-    if codes.is_floating_point() or codes.dtype != torch.int8:
-        if not bool(((codes == 1) | (codes == -1)).all()):
-            raise PadhashError(f"{name}: codes must be ±1 (use padhash.retrieval.to_codes on real outputs)")
-        codes = codes.to(torch.int8)
-    elif not bool(((codes == 1) | (codes == -1)).all()):
+    if not bool(((codes == 1) | (codes == -1)).all()):
         raise PadhashError(f"{name}: codes must be ±1 (use padhash.retrieval.to_codes on real outputs)")
-    return codes
+    return codes.to(torch.int8)
 
 
 def pack_codes(codes, word_bytes: int = 1) -> np.ndarray:
     """Pack ±1 codes (N, K) into uint8 bits (N, B), B = ceil(K/8) rounded up to a multiple of ``word_bytes``."""
-    codes = check_codes(codes)
-    bits = (codes > 0).cpu().numpy()
+    bits = (check_codes(codes) > 0).cpu().numpy()
     packed = np.packbits(bits, axis=1, bitorder="little")
     pad = -packed.shape[1] % word_bytes
     if pad:

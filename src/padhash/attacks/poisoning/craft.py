@@ -41,7 +41,8 @@ class CraftConfig:
     schedule: bool = True          # ×0.1 at steps/2.667, /1.6, /1.142 (Witches' Brew)
     restarts: int = 1              # Witches' Brew's default is 8; the lowest final loss wins
     augment: bool = True           # differentiable random flip + shift while crafting
-    shift: int = 4                 # max shift in pixels (Witches' Brew: ≈4 px on 32 px images)
+    flip: bool = True              # include horizontal flips (off for data that are not mirror-invariant: digits)
+    shift: float = 4               # max shift in pixels (Witches' Brew: ≈4 px on 32 px images)
     batch_size: int | None = None  # poisons per matching batch; None = all at once (G_p over the whole poison set)
     bn_mode: str = "eval"          # BatchNorm during crafting: running stats ("eval", Witches' Brew) or batch stats
     params: str = "all"            # which parameters' gradients are matched: "all" | "hash_layer"
@@ -74,10 +75,11 @@ class CraftResult:
     extra: dict = field(default_factory=dict)
 
 
-def augment_batch(images: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip (p=0.5) and translation by up to `shift` pixels, per image, differentiable in images."""
+def augment_batch(images: torch.Tensor, shift: float, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
+    """Random horizontal flip (p=0.5, if `flip`) and translation by up to `shift` pixels, per image, differentiable
+    in images (bilinear grid_sample, as Witches' Brew's RandomTransform)."""
     n, _, h, w = images.shape
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = (torch.rand(n, generator=generator) < 0.5) & flip
     shifts = (torch.rand(n, 2, generator=generator) * 2 - 1) * shift
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = torch.where(flip, -1.0, 1.0)  # x → −x mirrors the image
@@ -168,7 +170,7 @@ def craft_poisons(
             for sl in batches:
                 images = bases[sl] + delta[sl]
                 if cfg.augment:
-                    images = augment_batch(images, cfg.shift, generator)
+                    images = augment_batch(images, cfg.shift, generator, cfg.flip)
                 loss = sum(
                     strict_matching_loss(
                         parameter_gradient(m.model, m.loss_fn, images, base_labels[sl], m.params, create_graph=True),

@@ -1,0 +1,73 @@
+"""`padhash attack dhta|p2p|hag|noise|transfer [--config FILE.yaml] --out RUN [--victim RUN]`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# Each command runs its attack beside the floor (`none`, the benign query) and the ceiling (`anchor`: the query's
+# code replaced by the anchor code, ε = ∞). `dhta` runs the whole DHTA comparison unless the config picks methods.
+QUERY_LADDERS = {
+    "dhta": ["none", "noise", "p2p", "dhta", "hag", "anchor"],
+    "p2p": ["none", "p2p", "anchor"],
+    "hag": ["none", "hag", "anchor"],
+    "noise": ["none", "noise", "anchor"],
+}
+HELP = {
+    "dhta": "DHTA targeted adversarial queries (point-to-set, anchor code) beside P2P, noise and HAG",
+    "p2p": "P2P targeted adversarial queries (DHTA with n_t = 1)",
+    "hag": "HAG untargeted adversarial queries (push the code away from the query's own)",
+    "noise": "uniform noise in [-eps, eps] on the queries (the floor of DHTA's tables)",
+    "transfer": "black-box transfer attack (noise-robust, Xiao & Wang 2021) beside PGD, DI and a white-box ceiling",
+}
+
+
+def register(commands) -> None:
+    for name in [*QUERY_LADDERS, "transfer"]:
+        p = commands.attack.add_parser(name, help=HELP[name], description=HELP[name])
+        p.add_argument("--config", default=None,
+                       help="YAML config (configs/dhta-*.yaml, configs/transfer-*.yaml); default: embedded digits")
+        p.add_argument("--out", required=True, help="run folder: results.json, report.md, figures/ (resumes)")
+        p.add_argument("--victim", default=None, help="reuse a trained run (`padhash train --out RUN`) as the victim")
+        p.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        p.set_defaults(func=_transfer if name == "transfer" else _query, ladder=name)
+
+
+def _load(args: argparse.Namespace) -> tuple[dict, str]:
+    from padhash.config import load_yaml
+
+    if args.config is None:
+        return {}, "defaults"
+    return load_yaml(args.config), Path(args.config).name
+
+
+def _query(args: argparse.Namespace) -> int:
+    from padhash.experiments.adversarial import query_config_from_dict, run_query_attack
+    from padhash.experiments.adversarial_report import query_tables
+
+    data, where = _load(args)
+    if args.ladder != "dhta" or "methods" not in data:
+        data["methods"] = QUERY_LADDERS[args.ladder]
+    if args.ladder == "p2p":
+        data["n_t"] = 1
+    if args.device:
+        data["device"] = args.device
+    cfg = query_config_from_dict(data, where)
+    results = run_query_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress)
+    print("\n".join(query_tables(results)[:2]))
+    print(f"full report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    from padhash.experiments.adversarial import run_transfer_attack, transfer_config_from_dict
+    from padhash.experiments.adversarial_report import transfer_tables
+
+    data, where = _load(args)
+    if args.device:
+        data["device"] = args.device
+    cfg = transfer_config_from_dict(data, where)
+    results = run_transfer_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress)
+    print("\n".join(transfer_tables(results)))
+    print(f"full report: {Path(args.out) / 'report.md'}")
+    return 0

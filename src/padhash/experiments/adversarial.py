@@ -1,0 +1,616 @@
+"""Adversarial-query experiments: DHTA / P2P / HAG / noise on a white-box victim, and the black-box transfer attack.
+
+Query attack (`run_query_attack`, DHTA Tables 1, 3, 5, 6 and Fig. 7): `queries` random query images (from classes
+the victim was trained on), each with a random target label ≠ its own among the database labels with more than n_t
+items (DHTA-master's rule), and n_t database items of that label drawn without replacement; their codes on the victim
+give the anchor (component voting). P2P uses the first of those n_t items, so DHTA and P2P share targets. Methods:
+`none` (the benign query: the floor), `noise` (U(−ε, ε)), `p2p`, `dhta`, `hag` (untargeted) and `anchor` — the
+query's code replaced by the anchor code itself, an ε = ∞ ceiling no image-space attack within the threat model can
+exceed on average. Open set (Table 6): the victim is trained without `open_set_classes`; targets come only from them
+(anchor images are database items of those classes) and queries only from the other classes.
+
+Transfer attack (`run_transfer_attack`, Xiao & Wang): white-box surrogate(s) of another backbone / method, trained on
+the same training split with their own seeds; a black-box victim. (query, target class) pairs are `mined` from the
+surrogate's Hamming distances or drawn at `random`; the target code is the anchor of n_t surrogate codes of
+target-class database items (n_t = 1: one database item's code, as the reference). Methods: `none`, `pgd`, `di`,
+`transfer` (noise-robust) and `white_box` (PGD on the victim itself: the ceiling that breaks the black-box threat
+model). Success on the victim follows DESIGN.md's ASR: ≥ `threshold` of the top-`success_topk` carry the target label.
+
+Trials are keyed `<sweep point>|seed=<s>|<method>`; the method recorded is `<method>@<sweep point>` under a sweep.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from padhash.attacks.adversarial import (
+    TargetedAttackConfig,
+    TransferAttackConfig,
+    adversarial_region,
+    hag_attack,
+    targeted_attack,
+    transfer_attack,
+    uniform_noise,
+    vulnerable_pairs,
+)
+from padhash.attacks.anchor import anchor_code
+from padhash.config import from_dict, to_dict
+from padhash.errors import PadhashError
+from padhash.experiments.records import ResultsFile
+from padhash.io import save_tensors
+from padhash.rng import derive_seed, seed_everything
+
+QUERY_METHODS = ("none", "noise", "p2p", "dhta", "hag", "anchor")
+TRANSFER_METHODS = ("none", "pgd", "di", "transfer", "white_box")
+PAIR_SELECTIONS = ("mined", "random")
+PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def _data_config():
+    from padhash.data import DataConfig
+
+    return DataConfig()
+
+
+def _train_config():
+    from padhash.hashing import TrainConfig
+
+    return TrainConfig()
+
+
+@dataclass
+class QueryEvalConfig:
+    topk: int | None = 1000            # t-MAP@K / MAP@K (DHTA ImageNet: 1000); clipped to the database; None = all
+    drop_empty: bool = False           # True = DHTA/CIBA convention (queries with no relevant item left out of MAP)
+    grid_queries: int = 3              # benign / adversarial query pairs drawn in the top-10 grid
+
+
+@dataclass
+class QueryAttackConfig:
+    data: Any = field(default_factory=_data_config)        # padhash.data.DataConfig
+    victim: Any = field(default_factory=_train_config)     # padhash.hashing.TrainConfig (white-box victim's recipe)
+    attack: TargetedAttackConfig = field(default_factory=TargetedAttackConfig)
+    n_t: int = 9                       # target-label objects voting the anchor (DHTA: 9; P2P = 1)
+    open_set_classes: list[int] = field(default_factory=list)  # held out of the victim's training; the only targets
+    queries: int = 100                 # attacked queries per seed (DHTA: 100)
+    methods: list[str] = field(default_factory=lambda: list(QUERY_METHODS))
+    eval: QueryEvalConfig = field(default_factory=QueryEvalConfig)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    sweep: dict[str, list] = field(default_factory=dict)   # ≤ 2 axes, e.g. {"victim.bits": [16, 32, 64]}
+    device: str = "cpu"
+    batch_size: int = 128              # queries attacked at once
+
+
+@dataclass
+class TransferEvalConfig:
+    topk: int | None = 1000            # t-MAP@K on the victim
+    success_topk: int = 40             # ASR@K (DESIGN.md: 40)
+    threshold: float = 0.3             # ASR threshold (DESIGN.md: 0.3)
+    region_levels: list[float] = field(default_factory=lambda: [i / 255 for i in (2, 4, 8, 16, 24, 32, 48, 64)])
+    region_noise: str = "gaussian"     # the reference estimates the region with additive Gaussian noise
+    region_samples: int = 8            # noise draws per level
+    region_radius: float = 0.1         # surviving = within this fraction of K bits of the target code (ref: 5 of 48)
+
+
+@dataclass
+class TransferConfig:
+    data: Any = field(default_factory=_data_config)
+    victim: Any = field(default_factory=_train_config)     # the black-box victim
+    surrogates: list[Any] = field(default_factory=list)    # TrainConfigs of the attacker's white-box models
+    attack: TransferAttackConfig = field(default_factory=TransferAttackConfig)
+    diversity_prob: float = 0.5        # DI baseline's input-diversity probability (Xie et al.)
+    n_t: int = 1                       # surrogate codes voting the target code (reference: 1 database item)
+    pairs: int = 64                    # (query, target class) pairs per selection and seed (reference: 64)
+    pair_selection: list[str] = field(default_factory=lambda: list(PAIR_SELECTIONS))
+    methods: list[str] = field(default_factory=lambda: list(TRANSFER_METHODS))
+    eval: TransferEvalConfig = field(default_factory=TransferEvalConfig)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    sweep: dict[str, list] = field(default_factory=dict)
+    device: str = "cpu"
+    batch_size: int = 128
+
+
+# ------------------------------------------------------------------------------------------------------ configs
+def query_config_from_dict(data: dict[str, Any], where: str = "config") -> QueryAttackConfig:
+    cfg = _build(QueryAttackConfig, data, where)
+    cfg.attack.validate(f"{where}.attack")
+    _check_methods(cfg.methods, QUERY_METHODS, where)
+    if cfg.n_t < 1 or cfg.queries < 1 or not cfg.seeds or cfg.batch_size < 1:
+        raise PadhashError(f"{where}: n_t, queries and batch_size must be ≥ 1 and seeds non-empty")
+    if cfg.eval.topk is not None and cfg.eval.topk < 1:
+        raise PadhashError(f"{where}.eval.topk: must be ≥ 1 or null, got {cfg.eval.topk}")
+    _check_sweep(cfg, where)
+    return cfg
+
+
+def transfer_config_from_dict(data: dict[str, Any], where: str = "config") -> TransferConfig:
+    from padhash.hashing import TrainConfig
+
+    data = dict(data)
+    surrogates = data.pop("surrogates", None) or [{"backbone": "smallcnn", "method": "dpsh"}]
+    if not isinstance(surrogates, list):
+        raise PadhashError(f"{where}.surrogates: expected a list of training recipes")
+    cfg = _build(TransferConfig, data, where)
+    cfg.surrogates = [from_dict(TrainConfig, s or {}, f"{where}.surrogates[{i}]") for i, s in enumerate(surrogates)]
+    cfg.attack.validate(f"{where}.attack")
+    _check_methods(cfg.methods, TRANSFER_METHODS, where)
+    for i, s in enumerate(cfg.surrogates):
+        if (s.backbone, s.method) == (cfg.victim.backbone, cfg.victim.method):
+            raise PadhashError(f"{where}.surrogates[{i}]: same backbone and method as the victim "
+                               f"({s.backbone}, {s.method}); a black-box surrogate must differ in at least one")
+    bad = [p for p in cfg.pair_selection if p not in PAIR_SELECTIONS]
+    if bad or not cfg.pair_selection:
+        raise PadhashError(f"{where}.pair_selection: {bad or '[]'} not in {', '.join(PAIR_SELECTIONS)}")
+    if cfg.n_t < 1 or cfg.pairs < 1 or not cfg.seeds or not 0 <= cfg.diversity_prob <= 1:
+        raise PadhashError(f"{where}: n_t and pairs must be ≥ 1, seeds non-empty, diversity_prob in [0, 1]")
+    e = cfg.eval
+    if e.success_topk < 1 or not 0 < e.threshold <= 1 or not e.region_levels or not 0 <= e.region_radius < 1:
+        raise PadhashError(f"{where}.eval: success_topk ≥ 1, threshold in (0, 1], region_levels non-empty, "
+                           "region_radius in [0, 1)")
+    _check_sweep(cfg, where)
+    return cfg
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    """from_dict with the foundation's nested dataclasses (DataConfig, TrainConfig) filled in."""
+    from padhash.data import DataConfig
+    from padhash.hashing import TrainConfig
+
+    data = dict(data or {})
+    nested = {"data": DataConfig, "victim": TrainConfig}
+    built = {k: from_dict(c, data.pop(k) or {}, f"{where}.{k}") for k, c in nested.items() if k in data}
+    cfg = from_dict(cls, data, where)
+    for k, v in built.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _check_methods(methods: list[str], allowed: tuple[str, ...], where: str) -> None:
+    bad = [m for m in methods if m not in allowed]
+    if bad or not methods:
+        raise PadhashError(f"{where}.methods: {bad or '[]'} not in {', '.join(allowed)}")
+
+
+def _check_sweep(cfg, where: str) -> None:
+    if len(cfg.sweep) > 2:
+        raise PadhashError(f"{where}.sweep: at most two axes (rows × columns), got {', '.join(cfg.sweep)}")
+    for axis, values in cfg.sweep.items():
+        if not isinstance(values, list) or not values:
+            raise PadhashError(f"{where}.sweep.{axis}: give a non-empty list of values")
+        for value in values:
+            with_value(cfg, axis, value, where)
+
+
+def with_value(cfg, path: str, value: Any, where: str = "config"):
+    """A deep copy of cfg with the dotted `path` (e.g. victim.bits, attack.iterations, n_t) set to value."""
+    out = copy.deepcopy(cfg)
+    *parents, leaf = path.split(".")
+    obj = out
+    for name in parents:
+        obj = getattr(obj, name, None)
+    if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
+        raise PadhashError(f"{where}.sweep: unknown key {path!r}")
+    current = getattr(obj, leaf)
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    setattr(obj, leaf, value)
+    if hasattr(obj, "validate"):
+        obj.validate(f"{where}.sweep.{path}")
+    return out
+
+
+def sweep_points(cfg) -> list[tuple[dict[str, Any], str]]:
+    """[(axis → value, label)], label '' without a sweep, else 'a=v' or 'a=v,b=w'."""
+    axes = list(cfg.sweep)
+    points = []
+    for values in itertools.product(*(cfg.sweep[a] for a in axes)):
+        point = dict(zip(axes, values))
+        points.append((point, ",".join(f"{a}={v}" for a, v in point.items())))
+    return points
+
+
+def _apply(cfg, point: dict[str, Any]):
+    for axis, value in point.items():
+        cfg = with_value(cfg, axis, value)
+    return cfg
+
+
+def _digest(*parts: Any) -> str:
+    text = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# ------------------------------------------------------------------------------------------------- shared pieces
+class _Models:
+    """Trains (or reuses) hash models inside the run folder; a model is cached by everything it depends on."""
+
+    def __init__(self, out: Path, device: str, progress: bool, victim_run: str | Path | None):
+        self.out, self.device, self.progress = out, torch.device(device), progress
+        self.victim_run = Path(victim_run) if victim_run else None
+        self._models: dict[str, Any] = {}
+        self._datasets: dict[str, Any] = {}
+        self._codes: dict[tuple[str, str], torch.Tensor] = {}
+
+    def dataset(self, data_cfg):
+        from padhash.data import load_dataset_from
+
+        key = _digest(data_cfg)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset_from(data_cfg)
+        return self._datasets[key]
+
+    def trained(self, role: str, data_cfg, train_cfg, excluded: list[int] = ()) -> tuple[str, Any]:
+        """(cache key, model in eval mode) of a model trained with `train_cfg` on the training split of `data_cfg`
+        (minus `excluded` classes) into RUN/<role>s/<name>; resumes a half-trained one."""
+        key = f"{train_cfg.method}-{train_cfg.backbone}-{train_cfg.bits}b-{_digest(data_cfg, train_cfg, list(excluded))}"
+        if key in self._models:
+            return key, self._models[key]
+        folder = self.out / f"{role}s" / key
+        if excluded:
+            from padhash.hashing import train_hash_model
+
+            ds = self.dataset(data_cfg)
+            labels = ds.train.labels
+            keep = torch.nonzero(labels[:, list(excluded)].sum(dim=1) == 0).flatten()
+            model = train_hash_model(ds.train.subset(keep), ds.num_classes, dataclasses.replace(train_cfg),
+                                     checkpoint_dir=folder, progress=self.progress)
+        else:
+            from padhash.experiments.retrieval import RetrievalConfig, load_victim, run_training
+
+            run_training(RetrievalConfig(data=data_cfg, train=train_cfg), folder, progress=self.progress)
+            model, _ = load_victim(folder)
+        model = model.to(self.device).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self._models[key] = model
+        return key, model
+
+    def given_victim(self) -> tuple[str, Any, Any]:
+        """The `--victim RUN` model and its data config."""
+        from padhash.experiments.retrieval import load_victim
+
+        key = f"given-{_digest(str(self.victim_run.resolve()))}"
+        if key not in self._models:
+            model, rcfg = load_victim(self.victim_run)
+            model = model.to(self.device).eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+            self._models[key] = (model, rcfg)
+        model, rcfg = self._models[key]
+        return key, model, rcfg
+
+    def codes(self, key: str, model, split, split_name: str) -> torch.Tensor:
+        from padhash.hashing import encode
+
+        if (key, split_name) not in self._codes:
+            self._codes[(key, split_name)] = encode(model, split, device=self.device).to(torch.int8).cpu()
+        return self._codes[(key, split_name)]
+
+
+def encode_images(model, images: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
+    """±1 int8 codes of an image tensor (sign(0) = +1)."""
+    from padhash.retrieval import to_codes
+
+    with torch.no_grad():
+        return torch.cat([to_codes(model(images[s:s + batch_size].to(device))).cpu()
+                          for s in range(0, len(images), batch_size)])
+
+
+def retrieval_metrics(query_codes, db_codes, eval_labels, db_labels, topk: int | None, *, drop_empty=False,
+                      curves: bool = True) -> dict[str, Any]:
+    """MAP@K of `query_codes` against `eval_labels` (target labels → t-MAP), precision@k and the PR curve."""
+    from padhash.metrics import mean_average_precision, pr_curve, precision_at_k
+    from padhash.retrieval import hamming_topk
+
+    k = len(db_codes) if topk is None else min(topk, len(db_codes))
+    ks = [c for c in PRECISION_KS if c <= k]
+    _, ranked = hamming_topk(query_codes, db_codes, max(k, ks[-1]))
+    out: dict[str, Any] = {"map_at_k": mean_average_precision(ranked[:, :k], eval_labels, db_labels,
+                                                              drop_empty=drop_empty),
+                           "precision_at_10": precision_at_k(ranked[:, :min(10, k)], eval_labels, db_labels)}
+    if curves:
+        precision, recall = pr_curve(query_codes, db_codes, eval_labels, db_labels)
+        out["pr_curve"] = {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]}
+        out["precision_curve"] = {"k": ks, "precision": [precision_at_k(ranked[:, :c], eval_labels, db_labels)
+                                                         for c in ks]}
+    return out
+
+
+def image_metrics(clean: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
+    from padhash.metrics import perceptibility, psnr, ssim
+
+    identical = torch.equal(clean, adv)
+    return {"perceptibility": float(perceptibility(clean, adv).mean()),
+            "psnr": float("inf") if identical else float(psnr(clean, adv).mean()),
+            "ssim": float(ssim(clean, adv).mean()),
+            "linf": float((adv - clean).abs().max())}
+
+
+# ---------------------------------------------------------------------------------------------- query attacks
+def choose_targets(query_labels: torch.Tensor, db_labels: torch.Tensor, count: int, n_t: int, seed: int,
+                   open_set_classes: list[int] = ()) -> list[tuple[int, torch.Tensor, list[int]]]:
+    """[(query index, target label vector, n_max database indices)]: `count` random queries (none of an open-set
+    class), each with a uniformly random database label vector ≠ its own that occurs more than n_t times (only
+    open-set labels when given), and a random permutation of that label's database items (the first n_t vote the
+    anchor). Drawn from `seed` alone, so every n_t and method sees the same queries and targets."""
+    gen = torch.Generator().manual_seed(seed)
+    uniq, inverse, counts = torch.unique(db_labels, dim=0, return_inverse=True, return_counts=True)
+    members = {i: torch.nonzero(inverse == i).flatten() for i in range(len(uniq))}
+    eligible = [i for i in range(len(uniq)) if counts[i] > n_t]
+    if open_set_classes:
+        eligible = [i for i in eligible if uniq[i][list(open_set_classes)].sum() > 0]
+        allowed_queries = torch.nonzero(query_labels[:, list(open_set_classes)].sum(dim=1) == 0).flatten()
+    else:
+        allowed_queries = torch.arange(len(query_labels))
+    if not eligible:
+        raise PadhashError(f"no target label has more than n_t = {n_t} database items"
+                           + (f" among open-set classes {list(open_set_classes)}" if open_set_classes else ""))
+    picked = allowed_queries[torch.randperm(len(allowed_queries), generator=gen)[:count]]
+    out = []
+    for q in picked.tolist():
+        options = [i for i in eligible if not torch.equal(uniq[i], query_labels[q])]
+        if not options:
+            continue
+        t = options[int(torch.randint(len(options), (), generator=gen))]
+        order = members[t][torch.randperm(len(members[t]), generator=gen)]
+        out.append((q, uniq[t].clone(), order.tolist()))
+    return out
+
+
+def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
+                     progress: bool = True) -> dict:
+    """The DHTA experiment family; writes RUN/results.json, RUN/report.md and figures; resumes finished trials."""
+    from padhash.experiments.adversarial_report import write_query_report
+
+    out = Path(out_dir)
+    if victim_run and any(a.startswith(("victim.", "data.")) for a in cfg.sweep):
+        raise PadhashError("--victim: the victim is fixed, so a sweep over victim.* or data.* is not possible")
+    if victim_run and cfg.open_set_classes:
+        raise PadhashError("--victim: open-set targets need a victim trained without those classes; drop --victim")
+    results = ResultsFile(out, {"experiment": "query_attack", **to_dict(cfg),
+                                "victim_run": str(victim_run) if victim_run else None})
+    models = _Models(out, cfg.device, progress, victim_run)
+    for point, label in sweep_points(cfg):
+        pcfg = _apply(cfg, point)
+        for seed in pcfg.seeds:
+            _query_trials(pcfg, point, label, seed, models, results, out, progress)
+    write_query_report(out)
+    return ResultsFile.load(out)
+
+
+def _query_trials(cfg: QueryAttackConfig, point, label, seed, models: _Models, results: ResultsFile, out: Path,
+                  progress: bool) -> None:
+    prefix = f"{label}|" if label else ""
+    keys = {m: f"{prefix}seed={seed}|{m}" for m in cfg.methods}
+    if all(results.has(k) for k in keys.values()):
+        return
+    seed_everything(seed)
+    if models.victim_run:
+        vkey, victim, rcfg = models.given_victim()
+        ds = models.dataset(rcfg.data)
+    else:
+        ds = models.dataset(cfg.data)
+        vkey, victim = models.trained("victim", cfg.data, dataclasses.replace(cfg.victim),
+                                      list(cfg.open_set_classes))
+    db_codes = models.codes(vkey, victim, ds.database, "database")
+    db_labels = ds.database.labels
+    for c in cfg.open_set_classes:
+        if not 0 <= c < ds.num_classes:
+            raise PadhashError(f"open_set_classes: {c} is not a class of {ds.name} (0..{ds.num_classes - 1})")
+    picks = choose_targets(ds.query.labels, db_labels, cfg.queries, cfg.n_t, derive_seed(seed, "targets"),
+                           cfg.open_set_classes)
+    q_idx = [q for q, _, _ in picks]
+    clean = ds.query.images(torch.tensor(q_idx))
+    true_labels = ds.query.labels[q_idx]
+    target_labels = torch.stack([t for _, t, _ in picks])
+    anchors = {n: torch.stack([anchor_code(db_codes[members[:n]]) for _, _, members in picks]) for n in {1, cfg.n_t}}
+    clean_codes = encode_images(victim, clean, models.device)
+    device = models.device
+    topk = cfg.eval.topk
+    base = {"seed": seed, "queries": len(q_idx), "n_t": cfg.n_t, "bits": int(db_codes.shape[1]),
+            "epsilon": cfg.attack.epsilon, "iterations": cfg.attack.iterations, **_sweep_fields(point)}
+    # The clean victim's MAP on these queries (DHTA's "Original MAP") goes in every record, for Fig. 7 / Table 5.
+    original = retrieval_metrics(clean_codes, db_codes, true_labels, db_labels, topk,
+                                 drop_empty=cfg.eval.drop_empty, curves=False)["map_at_k"]
+    for method in cfg.methods:
+        key = keys[method]
+        if results.has(key):
+            continue
+        if method == "anchor":
+            adv, codes = None, anchors[cfg.n_t]
+        else:
+            adv = _attack_queries(method, victim, clean, anchors, cfg, derive_seed(seed, "noise"), progress)
+            codes = encode_images(victim, adv, device)
+        targeted = retrieval_metrics(codes, db_codes, target_labels, db_labels, topk, drop_empty=cfg.eval.drop_empty)
+        untargeted = retrieval_metrics(codes, db_codes, true_labels, db_labels, topk, drop_empty=cfg.eval.drop_empty)
+        hamming = ((codes.shape[1] - (codes.float() * anchors[cfg.n_t].float()).sum(1)) / 2).mean()
+        record = {"key": key, "method": method + (f"@{label}" if label else ""), **base,
+                  "t_map": targeted["map_at_k"], "map": untargeted["map_at_k"], "map_original": original,
+                  "precision_at_k": targeted["precision_at_10"], "hamming_to_anchor": float(hamming),
+                  "pr_target": targeted["pr_curve"], "pr_true": untargeted["pr_curve"],
+                  "precision_curve_target": targeted["precision_curve"],
+                  "precision_curve_true": untargeted["precision_curve"]}
+        if adv is not None:
+            record.update(image_metrics(clean, adv))
+        if method == "dhta" and cfg.eval.grid_queries > 0:
+            record["grid"] = _save_grid(out, key, ds, victim, db_codes, clean, adv, true_labels, target_labels,
+                                        cfg.eval.grid_queries, device)
+        results.add(record)
+
+
+def _attack_queries(method, victim, clean, anchors, cfg: QueryAttackConfig, noise_seed, progress) -> torch.Tensor:
+    if method == "none":
+        return clean
+    if method == "noise":
+        return uniform_noise(clean, cfg.attack.epsilon, torch.Generator().manual_seed(noise_seed))
+    if method == "hag":
+        return hag_attack(victim, clean, cfg.attack, batch_size=cfg.batch_size, progress=progress)
+    target = anchors[1] if method == "p2p" else anchors[cfg.n_t]
+    return targeted_attack(victim, clean, target, cfg.attack, batch_size=cfg.batch_size, progress=progress)
+
+
+def _sweep_fields(point: dict[str, Any]) -> dict[str, Any]:
+    return {"sweep": {a: v for a, v in point.items()}} if point else {}
+
+
+def _save_grid(out: Path, key: str, ds, model, db_codes, clean, adv, true_labels, target_labels, n, device) -> str:
+    """DHTA Fig. 4: per query, the benign query and its top-10 (✓ = its own label), then the adversarial query and
+    its top-10 (✓ = the target label). Saves the PNG and the tensors it was drawn from."""
+    from padhash.experiments.report import save_image_grid
+    from padhash.retrieval import hamming_topk
+
+    n = min(n, len(clean))
+    rows, marks, titles = [], [], []
+    db_labels = ds.database.labels
+    for images, labels, name in ((clean[:n], true_labels[:n], "benign"), (adv[:n], target_labels[:n], "adversarial")):
+        _, top = hamming_topk(encode_images(model, images, device), db_codes, 10)
+        for i in range(n):
+            hits = (db_labels[top[i]] * labels[i]).sum(dim=1) > 0
+            rows.append([images[i], *ds.database.images(top[i])])
+            marks.append([None, *hits.tolist()])
+            titles.append(f"q{i} {name}")
+    order = [j for i in range(n) for j in (i, n + i)]  # benign and adversarial rows of a query side by side
+    rows, marks, titles = [rows[j] for j in order], [marks[j] for j in order], [titles[j] for j in order]
+    name = "grid_" + "".join(c if c.isalnum() else "_" for c in key) + ".png"
+    path = out / "figures" / name
+    save_image_grid(rows, path, row_titles=titles, col_titles=["query", *[f"top-{j + 1}" for j in range(10)]],
+                    marks=marks, title="DHTA: benign vs adversarial query (✓ = query label / target label)")
+    save_tensors(out / "figures" / name.replace(".png", ".safetensors"),
+                 {"benign": clean[:n].contiguous(), "adversarial": adv[:n].contiguous()})
+    return str(path.relative_to(out))
+
+
+# ------------------------------------------------------------------------------------------------ transfer attack
+def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
+                        progress: bool = True) -> dict:
+    """The black-box transfer experiment; writes RUN/results.json, RUN/report.md; resumes finished trials."""
+    from padhash.experiments.adversarial_report import write_transfer_report
+
+    out = Path(out_dir)
+    if victim_run and any(a.startswith(("victim.", "data.")) for a in cfg.sweep):
+        raise PadhashError("--victim: the victim is fixed, so a sweep over victim.* or data.* is not possible")
+    results = ResultsFile(out, {"experiment": "transfer", **to_dict(cfg),
+                                "victim_run": str(victim_run) if victim_run else None})
+    models = _Models(out, cfg.device, progress, victim_run)
+    for point, label in sweep_points(cfg):
+        pcfg = _apply(cfg, point)
+        for seed in pcfg.seeds:
+            for selection in pcfg.pair_selection:
+                _transfer_trials(pcfg, point, label, seed, selection, models, results, progress)
+    write_transfer_report(out)
+    return ResultsFile.load(out)
+
+
+def _transfer_trials(cfg: TransferConfig, point, label, seed, selection, models: _Models, results: ResultsFile,
+                     progress: bool) -> None:
+    prefix = f"{label}|" if label else ""
+    keys = {m: f"{prefix}seed={seed}|pairs={selection}|{m}" for m in cfg.methods}
+    if all(results.has(k) for k in keys.values()):
+        return
+    seed_everything(seed)
+    if models.victim_run:
+        vkey, victim, rcfg = models.given_victim()
+        data_cfg = rcfg.data
+    else:
+        data_cfg = cfg.data
+        vkey, victim = models.trained("victim", data_cfg, dataclasses.replace(cfg.victim))
+    ds = models.dataset(data_cfg)
+    surrogates = []
+    for recipe in cfg.surrogates:
+        surrogates.append(models.trained("surrogate", data_cfg, dataclasses.replace(recipe)))
+    # The attacker's view: the first surrogate's codes of the queries and of the (public) database.
+    skey, lead = surrogates[0]
+    s_db = models.codes(skey, lead, ds.database, "database")
+    s_q = models.codes(skey, lead, ds.query, "query")
+    db_classes = ds.database.labels.argmax(dim=1)
+    q_classes = ds.query.labels.argmax(dim=1)
+    pair_gen = torch.Generator().manual_seed(derive_seed(seed, "pairs", selection))
+    pairs = vulnerable_pairs(s_q, q_classes, s_db, db_classes, cfg.pairs, num_classes=ds.num_classes,
+                             mode=selection, generator=pair_gen)
+    q_idx = torch.tensor([q for q, _ in pairs])
+    target_classes = [t for _, t in pairs]
+    clean = ds.query.images(q_idx)
+    target_labels = torch.nn.functional.one_hot(torch.tensor(target_classes), ds.num_classes).float()
+    # Target code on each surrogate (and on the victim for the white-box ceiling): anchor of n_t target-class items.
+    member_gen = torch.Generator().manual_seed(derive_seed(seed, "members", selection))
+    members = []
+    for t in target_classes:
+        pool = torch.nonzero(db_classes == t).flatten()
+        members.append(pool[torch.randperm(len(pool), generator=member_gen)[:cfg.n_t]])
+    s_targets = [torch.stack([anchor_code(models.codes(k, m, ds.database, "database")[mem]) for mem in members])
+                 for k, m in surrogates]
+    v_db = models.codes(vkey, victim, ds.database, "database")
+    v_targets = torch.stack([anchor_code(v_db[mem]) for mem in members])
+    radius = int(round(cfg.eval.region_radius * s_db.shape[1]))
+    base = {"seed": seed, "pairs": selection, "queries": len(pairs), "victim_bits": int(v_db.shape[1]),
+            "epsilon": cfg.attack.epsilon, "mean_pair_distance": _mean_pair_distance(s_q[q_idx], s_db, db_classes,
+                                                                                     target_classes),
+            **_sweep_fields(point)}
+    for method in cfg.methods:
+        key = keys[method]
+        if results.has(key):
+            continue
+        gen = torch.Generator().manual_seed(derive_seed(seed, "craft", selection, method))
+        if method == "none":
+            adv = clean
+        elif method == "white_box":
+            adv = transfer_attack([victim], clean, v_targets, dataclasses.replace(cfg.attack, noise_weight=0.0),
+                                  gen, batch_size=cfg.batch_size, progress=progress)
+        else:
+            attack = {"pgd": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=0.0),
+                      "di": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=cfg.diversity_prob),
+                      "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method]
+            models_only = [m for _, m in surrogates]
+            # Each surrogate pulls toward its own target code; with one surrogate this is the plain loss.
+            adv = _craft_on_surrogates(models_only, clean, s_targets, attack, gen, cfg.batch_size, progress)
+        record = {"key": key, "method": f"{method}@pairs={selection}" + (f",{label}" if label else ""), **base}
+        record.update(_transfer_scores(victim, v_db, lead, s_db, adv, s_targets[0], target_labels, ds, cfg, radius,
+                                       derive_seed(seed, "region", selection, method), models.device))
+        record.update(image_metrics(clean, adv))
+        results.add(record)
+
+
+def _craft_on_surrogates(models, clean, targets, attack, gen, batch_size, progress) -> torch.Tensor:
+    if len(models) == 1:
+        return transfer_attack(models, clean, targets[0], attack, gen, batch_size=batch_size, progress=progress)
+    from padhash.models import HashEnsemble
+
+    # Several surrogates: attack their ensemble (mean of u) toward the vote of their target codes.
+    vote = torch.stack([anchor_code(torch.stack([t[i] for t in targets])) for i in range(len(clean))])
+    return transfer_attack([HashEnsemble(models)], clean, vote, attack, gen, batch_size=batch_size, progress=progress)
+
+
+def _mean_pair_distance(q_codes, db_codes, db_classes, target_classes) -> float:
+    bits = q_codes.shape[1]
+    dists = [((bits - db_codes[db_classes == t].float() @ q.float()) / 2).mean() for q, t in zip(q_codes, target_classes)]
+    return float(torch.stack(dists).mean())
+
+
+def _transfer_scores(victim, v_db, surrogate, s_db, adv, s_target, target_labels, ds, cfg: TransferConfig, radius,
+                     region_seed, device) -> dict[str, float]:
+    from padhash.metrics import asr_at_k, mean_average_precision
+    from padhash.retrieval import hamming_topk
+
+    db_labels = ds.database.labels
+    e = cfg.eval
+    out = {}
+    for prefix, model, db in (("", victim, v_db), ("surrogate_", surrogate, s_db)):
+        codes = encode_images(model, adv, device)
+        k = len(db) if e.topk is None else min(e.topk, len(db))
+        _, ranked = hamming_topk(codes, db, max(k, e.success_topk))
+        rate, _ = asr_at_k(ranked[:, :e.success_topk], db_labels, target_labels, threshold=e.threshold)
+        out[f"{prefix}transfer_rate" if not prefix else "surrogate_success"] = float(rate)
+        out[f"{prefix}t_map"] = mean_average_precision(ranked[:, :k], target_labels, db_labels)
+    region = adversarial_region(surrogate, adv, s_target, list(e.region_levels),
+                                torch.Generator().manual_seed(region_seed), radius=radius,
+                                samples=e.region_samples, distribution=e.region_noise)
+    out["region"] = float(region.mean())
+    return out

@@ -1,0 +1,232 @@
+"""report.md and figures of the adversarial-query experiments, made from RUN/results.json alone.
+
+Query attacks: tables shaped like DHTA's Table 1 (t-MAP per method × code length / sweep), Table 5 (MAP of the
+attacked queries under their true labels), Table 3 / Fig. 7 / Table 6 when the sweep has two axes (rows × columns),
+perceptibility, PR and precision@k curves (Fig. 3: attacks against the target label, `none` against the query's own
+label), a t-MAP vs n_t plot when n_t is swept, and the benign / adversarial top-10 grid.
+Transfer: success rate and t-MAP on the black-box victim, ratio to PGD, surrogate success and adversarial region.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from padhash.experiments.records import ResultsFile
+from padhash.experiments.report import markdown_table, save_curves, write_report
+
+QUERY_ROWS = {"none": "Original", "noise": "Noise", "p2p": "P2P", "dhta": "DHTA", "hag": "HAG",
+              "anchor": "Anchor code (ε = ∞ ceiling)"}
+TRANSFER_ROWS = {"none": "Original", "pgd": "PGD", "di": "DI", "transfer": "Noise-robust (ours, 004)",
+                 "white_box": "White-box on victim (ceiling)"}
+
+
+def _pct(aggregates: dict, group: str, metric: str) -> str:
+    stats = aggregates.get(group, {}).get(metric)
+    if not stats:
+        return "–"
+    if stats["n"] > 1:
+        return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+    return f"{100 * stats['mean']:.2f}"
+
+
+def _num(aggregates: dict, group: str, metric: str, scale: float = 1.0, digits: int = 4) -> str:
+    stats = aggregates.get(group, {}).get(metric)
+    if not stats or not math.isfinite(stats["mean"]):
+        return "–"
+    return f"{scale * stats['mean']:.{digits}f}"
+
+
+def _group(method: str, label: str) -> str:
+    return f"{method}@{label}" if label else method
+
+
+def _points(data: dict) -> tuple[list[str], list[list], list[str]]:
+    """Sweep axes, their value lists, and the sweep labels in run order ('' without a sweep)."""
+    sweep = data["config"].get("sweep") or {}
+    axes = list(sweep)
+    if not axes:
+        return [], [], [""]
+    import itertools
+
+    labels = [",".join(f"{a}={v}" for a, v in zip(axes, vals)) for vals in itertools.product(*sweep.values())]
+    return axes, list(sweep.values()), labels
+
+
+def _grid_layout(axes, values) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(row labels, column labels, [(row part, column part)]) for one- or two-axis sweeps."""
+    if not axes:
+        return [""], [""], [("", "")]
+    if len(axes) == 1:
+        cols = [f"{axes[0]}={v}" for v in values[0]]
+        return [""], cols, [("", c) for c in cols]
+    rows = [f"{axes[0]}={v}" for v in values[0]]
+    cols = [f"{axes[1]}={v}" for v in values[1]]
+    return rows, cols, [(r, c) for r in rows for c in cols]
+
+
+def _join(row: str, col: str) -> str:
+    return ",".join(p for p in (row, col) if p)
+
+
+def query_tables(data: dict) -> list[str]:
+    agg = data["aggregates"]
+    cfg = data["config"]
+    methods = [m for m in QUERY_ROWS if m in cfg["methods"]]
+    axes, values, _ = _points(data)
+    rows, cols, _ = _grid_layout(axes, values)
+    col_titles = [c.split("=", 1)[1] if c else "value" for c in cols]
+    axis_title = axes[-1] if axes else ""
+    sections = []
+
+    def table(metric: str, title: str, extra_original_map: bool = False) -> str:
+        body = []
+        for m in methods:
+            for r in rows:
+                name = QUERY_ROWS[m] + (f" ({r})" if r else "")
+                body.append([name, {"t_map": "t-MAP", "map": "MAP"}[metric],
+                             *[_pct(agg, _group(m, _join(r, c)), metric) for c in cols]])
+        if extra_original_map and "none" in methods:
+            for r in rows:
+                body.append(["Original" + (f" ({r})" if r else ""), "MAP",
+                             *[_pct(agg, _group("none", _join(r, c)), "map") for c in cols]])
+        return f"### {title}\n\n" + markdown_table(["Method", "Metric", *col_titles], body)
+
+    sections.append(table("t_map", f"t-MAP@K (%) — shaped like DHTA Table 1 / 3 / 6 (columns: {axis_title or 'run'})",
+                          extra_original_map=True))
+    sections.append(table("map", "MAP@K (%) of the attacked queries under their TRUE labels — DHTA Table 5 "
+                                 "(lower = stronger non-targeted effect)"))
+    body = []
+    for m in methods:
+        for r in rows:
+            for c in cols:
+                g = _group(m, _join(r, c))
+                body.append([g, _num(agg, g, "perceptibility", 1e3, 2), _num(agg, g, "psnr", 1, 1),
+                             _num(agg, g, "ssim", 1, 3), _num(agg, g, "linf", 255, 2),
+                             _num(agg, g, "hamming_to_anchor", 1, 2), _pct(agg, g, "precision_at_k")])
+    sections.append("### Perceptibility and codes\n\nperceptibility = √(mean squared difference) in [0,1] pixels "
+                    "(DHTA: 8.35×10⁻³ on ImageNet); L∞ in /255; Hamming distance of the query's code to the "
+                    "anchor; precision@10 against the target label.\n\n"
+                    + markdown_table(["group", "perceptibility ×10³", "PSNR dB", "SSIM", "L∞ ×255",
+                                      "Hamming to anchor", "P@10 target (%)"], body))
+    return sections
+
+
+def write_query_report(run_dir: str | Path) -> None:
+    run_dir = Path(run_dir)
+    data = ResultsFile.load(run_dir)
+    cfg = data["config"]
+    _, _, labels = _points(data)
+    figures = run_dir / "figures"
+    lines = []
+    for label in labels:
+        suffix = "_" + "".join(ch if ch.isalnum() else "_" for ch in label) if label else ""
+        pr, prec = {}, {}
+        for m in QUERY_ROWS:
+            trials = [t for t in data["trials"] if t["method"] == _group(m, label)]
+            if not trials:
+                continue
+            # Fig. 3: the benign query against its own label, the attacks against the target label.
+            which = "true" if m == "none" else "target"
+            pr[QUERY_ROWS[m].split(" (")[0]] = _mean_curve(trials, f"pr_{which}", "recall", "precision")
+            prec[QUERY_ROWS[m].split(" (")[0]] = _mean_curve(trials, f"precision_curve_{which}", "k", "precision")
+        if pr:
+            save_curves(pr, figures / f"pr{suffix}.png", xlabel="recall", ylabel="precision",
+                        title=f"PR (Hamming radius) {label}")
+            save_curves(prec, figures / f"precision_at_k{suffix}.png", xlabel="k", ylabel="precision@k",
+                        title=f"precision@k {label}")
+            lines.append(f"- {label or 'run'}: `figures/pr{suffix}.png`, `figures/precision_at_k{suffix}.png`")
+    nt_plot = _n_t_plot(data, figures)
+    grids = sorted({t["grid"] for t in data["trials"] if t.get("grid")})
+    attack = cfg["attack"]
+    header = (f"# Adversarial queries (DHTA / P2P / HAG / noise)\n\n"
+              f"Data `{cfg['data']['name']}`, victim `{cfg['victim']['method']}` / `{cfg['victim']['backbone']}` / "
+              f"{cfg['victim']['bits']} bits{' (given run ' + str(cfg['victim_run']) + ')' if cfg.get('victim_run') else ''}; "
+              f"{cfg['queries']} queries per seed, seeds {cfg['seeds']}, n_t = {cfg['n_t']}; "
+              f"ε = {attack['epsilon'] * 255:.2f}/255 (pixel space), {attack['iterations']} iterations, optimizer "
+              f"`{attack['optimizer']}`, step {attack['step_fraction']}·ε; t-MAP/MAP @ K = {cfg['eval']['topk']} "
+              f"(clipped to the database), {'queries with no relevant item dropped (DHTA convention)' if cfg['eval']['drop_empty'] else 'queries with no relevant item count as 0 (DeepHash convention)'}."
+              + (f" Open set: the victim never saw classes {cfg['open_set_classes']}; targets come only from them."
+                 if cfg.get("open_set_classes") else "") + "\n")
+    sections = [header, *query_tables(data), "### Figures\n\n" + "\n".join(lines) +
+                (f"\n- t-MAP vs n_t: `{nt_plot}`" if nt_plot else "") +
+                "".join(f"\n- top-10 grid: `{g}`" for g in grids)]
+    write_report(run_dir / "report.md", sections)
+
+
+def _mean_curve(trials: list[dict], name: str, x: str, y: str) -> tuple[list[float], list[float]]:
+    curves = [t[name] for t in trials if name in t]
+    xs = curves[0][x]
+    same = [c for c in curves if len(c[y]) == len(xs)]
+    return list(xs), [sum(c[y][i] for c in same) / len(same) for i in range(len(xs))]
+
+
+def _n_t_plot(data: dict, figures: Path) -> str | None:
+    sweep = data["config"].get("sweep") or {}
+    if "n_t" not in sweep:
+        return None
+    other = [a for a in sweep if a != "n_t"]
+    curves = {}
+    from itertools import product
+
+    for vals in product(*(sweep[a] for a in other)):
+        fixed = dict(zip(other, vals))
+        xs, ys = [], []
+        for n in sweep["n_t"]:
+            point = {**fixed, "n_t": n}
+            label = ",".join(f"{a}={point[a]}" for a in sweep)
+            stats = data["aggregates"].get(_group("dhta", label), {}).get("t_map")
+            if stats:
+                xs.append(n)
+                ys.append(100 * stats["mean"])
+        if xs:
+            curves["DHTA t-MAP " + ",".join(f"{a}={v}" for a, v in fixed.items())] = (xs, ys)
+    if not curves:
+        return None
+    path = figures / "t_map_vs_n_t.png"
+    save_curves(curves, path, xlabel="n_t", ylabel="t-MAP (%)", title="DHTA Fig. 7: t-MAP vs n_t")
+    return "figures/t_map_vs_n_t.png"
+
+
+# ------------------------------------------------------------------------------------------------------ transfer
+def transfer_tables(data: dict) -> list[str]:
+    agg = data["aggregates"]
+    cfg = data["config"]
+    _, _, labels = _points(data)
+    methods = [m for m in TRANSFER_ROWS if m in cfg["methods"]]
+    sections = []
+    for label in labels:
+        for selection in cfg["pair_selection"]:
+            suffix = f"pairs={selection}" + (f",{label}" if label else "")
+            pgd = agg.get(f"pgd@{suffix}", {}).get("transfer_rate")
+            body = []
+            for m in methods:
+                g = f"{m}@{suffix}"
+                rate = agg.get(g, {}).get("transfer_rate")
+                ratio = "–" if not rate or not pgd or pgd["mean"] == 0 else f"{rate['mean'] / pgd['mean']:.2f}×"
+                body.append([TRANSFER_ROWS[m], _pct(agg, g, "transfer_rate"), _pct(agg, g, "t_map"), ratio,
+                             _pct(agg, g, "surrogate_success"), _num(agg, g, "region", 255, 1),
+                             _num(agg, g, "perceptibility", 1e3, 2), _num(agg, g, "mean_pair_distance", 1, 2)])
+            sections.append(f"### {selection} pairs{' — ' + label if label else ''}\n\n" + markdown_table(
+                ["Method", "success on victim (%)", "t-MAP on victim (%)", "÷ PGD", "success on surrogate (%)",
+                 "adv. region (/255)", "perceptibility ×10³", "surrogate pair distance"], body))
+    return sections
+
+
+def write_transfer_report(run_dir: str | Path) -> None:
+    run_dir = Path(run_dir)
+    data = ResultsFile.load(run_dir)
+    cfg = data["config"]
+    a, e = cfg["attack"], cfg["eval"]
+    surrogates = ", ".join(f"`{s['method']}/{s['backbone']}/{s['bits']}b`" for s in cfg["surrogates"])
+    header = (f"# Black-box transfer attack (Xiao & Wang 2021) vs PGD and DI\n\n"
+              f"Data `{cfg['data']['name']}`; black-box victim `{cfg['victim']['method']}/{cfg['victim']['backbone']}/"
+              f"{cfg['victim']['bits']}b`; white-box surrogate(s) {surrogates}. {cfg['pairs']} (query, target class) "
+              f"pairs per selection and seed, seeds {cfg['seeds']}; target code = anchor of n_t = {cfg['n_t']} "
+              f"surrogate database codes. ε = {a['epsilon'] * 255:.1f}/255, {a['iterations']} steps of "
+              f"{a['step_size'] * 255:.1f}/255; noise-robust term λ = {a['noise_weight']} with {a['noise']} noise of "
+              f"level {a['noise_level'] * 255:.1f}/255 ({a['noise_samples']} draw(s)/step); DI probability "
+              f"{cfg['diversity_prob']}. Success = ≥ {e['threshold']:.0%} of the victim's top-{e['success_topk']} carry "
+              f"the target label; t-MAP @ {e['topk']}. Adversarial region = largest {e['region_noise']} noise level "
+              f"(of {[round(v * 255, 1) for v in e['region_levels']]}/255) under which the surrogate code stays within "
+              f"{e['region_radius']:.0%} of K bits of the target code in ≥ half of {e['region_samples']} draws.\n")
+    write_report(run_dir / "report.md", [header, *transfer_tables(data)])

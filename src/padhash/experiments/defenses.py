@@ -1,0 +1,326 @@
+"""Defenses against a poisoned training set, measured the way 002 measures them (Table 3, Fig. 5):
+
+- `spectral`:   spectral signatures on the backdoored model's features; remove ⌈1.5 × budget⌉ per class; retrain.
+- `dp`:         retrain on the poisoned set with per-sample (micro-batch) clipping + Gaussian noise, per noise scale.
+- `prune`:      cut the most dormant feature channels of the backdoored model; MAP and t-MAP per count.
+- `preprocess`: JPEG / Gaussian noise on the queries of the backdoored model.
+
+Every row reports the clean MAP the defense leaves (`map_poisoned` = MAP of the defended model on clean queries)
+beside the attack's t-MAP / ASR, with the undefended backdoored model as the `undefended` row.
+
+Poisons come from the CIBA pipeline (`padhash.experiments.backdoor`, one target label per trial) or from the
+PADHASH pipeline (`padhash.experiments.poisoning`): the defenses only see (model, training Split, poison indices),
+and the poison indices are used to count what the spectral filter removed, never to decide.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from padhash.attacks.backdoor import apply_trigger
+from padhash.config import from_dict, load_yaml, to_dict
+from padhash.defenses.dp import DPConfig, dp_train_hash_model
+from padhash.defenses.preprocess import gaussian_noise, jpeg
+from padhash.defenses.prune import pruning_curve
+from padhash.defenses.spectral import spectral_filter
+from padhash.errors import PadhashError
+from padhash.experiments.backdoor import (
+    BackdoorRun,
+    Evaluator,
+    _digest,
+    config_from_dict as backdoor_config_from_dict,
+    triggered_query_indices,
+)
+from padhash.experiments.records import ResultsFile
+from padhash.rng import derive_seed
+
+DEFENSES = ("spectral", "dp", "prune", "preprocess")
+SOURCES = ("ciba", "padhash")
+
+
+@dataclass
+class SpectralDefense:
+    removal_factor: float = 1.5        # Tran et al.: remove 1.5 × the poison budget per class
+    budget: int | None = None          # None = the true number of poisons (the defender's assumed ε·n)
+
+
+@dataclass
+class PruneDefense:
+    fractions: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95])
+
+
+@dataclass
+class PreprocessDefense:
+    jpeg_quality: list[int] = field(default_factory=lambda: [90, 75, 50])
+    noise_std: list[float] = field(default_factory=lambda: [4 / 255, 8 / 255, 16 / 255])
+
+
+@dataclass
+class DefenseConfig:
+    source: str = "ciba"               # which poisons: "ciba" (the `attack` settings) or "padhash" (`padhash` config)
+    attack: dict[str, Any] = field(default_factory=dict)     # a BackdoorConfig (configs/ciba-*.yaml) for source ciba
+    padhash: dict[str, Any] = field(default_factory=dict)    # a PoisoningConfig (configs/padhash-*.yaml) for padhash
+    spectral: SpectralDefense = field(default_factory=SpectralDefense)
+    dp: DPConfig = field(default_factory=DPConfig)
+    noise_scales: list[float] = field(default_factory=lambda: [0.0, 0.001, 0.01, 0.03])  # DP σ values (002 Fig. 5a)
+    prune: PruneDefense = field(default_factory=PruneDefense)
+    preprocess: PreprocessDefense = field(default_factory=PreprocessDefense)
+
+
+def defense_config_from_dict(data: dict[str, Any], where: str = "config") -> DefenseConfig:
+    cfg = from_dict(DefenseConfig, data, where)
+    if cfg.source not in SOURCES:
+        raise PadhashError(f"{where}.source: {cfg.source!r} is not one of {', '.join(SOURCES)}")
+    if cfg.spectral.removal_factor <= 0:
+        raise PadhashError(f"{where}.spectral.removal_factor: must be > 0")
+    cfg.dp.validate(f"{where}.dp")
+    if any(s < 0 for s in cfg.noise_scales) or not cfg.noise_scales:
+        raise PadhashError(f"{where}.noise_scales: give non-negative noise scales")
+    if any(not 0 <= f < 1 for f in cfg.prune.fractions):
+        raise PadhashError(f"{where}.prune.fractions: each must be in [0, 1)")
+    return cfg
+
+
+def load_defense_config(path: str | Path) -> DefenseConfig:
+    return defense_config_from_dict(load_yaml(path), Path(path).name)
+
+
+@dataclass
+class PoisonedSet:
+    """What a defense faces: the poisoned training split, the poison indices (for counting only), the backdoored
+    model, how to evaluate the attack on any model, and the clean queries."""
+
+    name: str
+    train: Any
+    poison_idx: torch.Tensor
+    backdoored: Any
+    clean_map: float
+    evaluate: Any          # model → {"t_map"/"asr": ..., "map_poisoned": ...}
+    evaluate_queries: Any  # (model, triggered queries, clean queries) → same, for preprocessed queries
+    triggered: torch.Tensor
+    clean_queries: torch.Tensor
+    train_recipe: Any
+    num_classes: int
+    defender_clean: torch.Tensor   # clean images the defender holds (database split) for pruning statistics
+
+
+class DefenseRun:
+    def __init__(self, cfg: DefenseConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
+                 progress: bool = True):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.victim_dir = victim_dir
+        self.progress = progress
+        self.results = ResultsFile(self.out, to_dict(cfg), group_key="method")
+
+    # -- the poisoned sets
+    def poisoned_sets(self) -> list[PoisonedSet]:
+        if self.cfg.source == "ciba":
+            return self._ciba_sets()
+        return self._padhash_sets()
+
+    def _ciba_sets(self) -> list[PoisonedSet]:
+        bcfg = backdoor_config_from_dict({**self.cfg.attack, "methods": ["ciba"]}, "attack")
+        run = BackdoorRun(bcfg, self.out / "attack", victim_dir=self.victim_dir, progress=self.progress)
+        run.run()  # trains (or resumes) the backdoored victims the defenses face
+        ds = run.dataset(bcfg.data)
+        clean = run.clean_model(bcfg)
+        ev = Evaluator(ds, bcfg.eval, bcfg.device)
+        clean_map = ev.clean_map(clean, ev.codes(clean, ds.database))
+        sets = []
+        for target in run.targets(bcfg):
+            target_vec = torch.zeros(ds.num_classes)
+            target_vec[target] = 1.0
+            idx = run.poison_indices(bcfg, target)
+            patch = run.trigger(bcfg, target, [clean], "victim")
+            poisons = run.poisons(bcfg, "ciba", target, idx, patch, [clean], "victim")
+            train = ds.train.replace(idx, poisons)
+            key, _ = run._key(None, None, f"target={target}", "ciba")
+            model = run.train_backdoored(f"ciba-t{target}-{_digest(key, bcfg)}", bcfg, train)
+            q_idx = triggered_query_indices(ds.query.labels, target_vec, bcfg.eval.max_queries,
+                                            derive_seed(bcfg.seed, "queries", target))
+            triggered = apply_trigger(ds.query.images(q_idx), patch, 1.0)
+            sets.append(self._poisoned_set(f"ciba-t{target}", ds, ev, train, idx, model, clean_map, triggered,
+                                           target_vec, bcfg.victim, bcfg.device))
+        return sets
+
+    def _padhash_sets(self) -> list[PoisonedSet]:
+        from padhash.experiments import poisoning as ph
+
+        pcfg = ph.config_from_dict({**self.cfg.padhash, "methods": ["padhash"]}, "padhash")
+        run = ph.PoisoningRun(pcfg, self.out / "attack", progress=self.progress)
+        run.run()
+        ds = run.dataset(pcfg.data)
+        seed = pcfg.seeds[0]
+        victim = run.clean_victim(pcfg, seed)
+        ev = Evaluator(ds, _padhash_eval(pcfg), pcfg.device)
+        clean_map = ev.clean_map(victim, ev.codes(victim, ds.database))
+        sets = []
+        for record in ResultsFile.load(self.out / "attack")["trials"]:
+            if record["method"] != "padhash" or record.get("seed") != seed:
+                continue
+            idx = torch.tensor(record["poison_indices"])
+            key = record["key"]
+            poisons, _ = run._poisons(pcfg, seed, key, "padhash", ds.train.images(idx), idx.tolist(),
+                                      ds.query.images(record["trigger_indices"]), None, None)
+            train = ds.train.replace(idx, poisons.cpu())
+            pv_name = f"victim-{ph._digest(key, pcfg.data, run.victim_recipe(pcfg, seed), pcfg.victim_init, pcfg.attack)}"
+            model = run._train(pv_name, train, ds.num_classes, run.victim_recipe(pcfg, seed), init=pcfg.victim_init)
+            target_vec = torch.zeros(ds.num_classes)
+            target_vec[record["target_classes"]] = 1.0
+            triggers = ds.query.images(record["trigger_indices"])
+            sets.append(self._poisoned_set(f"padhash-pair{record['pair_index']}", ds, ev, train, idx, model,
+                                           clean_map, triggers, target_vec, run.victim_recipe(pcfg, seed),
+                                           pcfg.device))
+        if not sets:
+            raise PadhashError("padhash: the PADHASH run produced no poisoned sets")
+        return sets
+
+    def _poisoned_set(self, name, ds, ev: Evaluator, train, idx, model, clean_map, triggered, target_vec, recipe,
+                      device) -> PoisonedSet:
+        def evaluate_queries(m, trig, clean_q):
+            db = ev.codes(m, ds.database)
+            return {**ev.triggered(m, db, trig, target_vec), "map_poisoned": ev.clean_map(m, db, clean_q)}
+
+        return PoisonedSet(
+            name=name, train=train, poison_idx=idx, backdoored=model, clean_map=clean_map,
+            evaluate=lambda m: evaluate_queries(m, triggered, None), evaluate_queries=evaluate_queries,
+            triggered=triggered, clean_queries=ds.query.images(), train_recipe=dataclasses.replace(recipe, device=device),
+            num_classes=ds.num_classes, defender_clean=ds.database.images())
+
+    # -- the defenses
+    def run(self, defenses: list[str]) -> dict:
+        bad = [d for d in defenses if d not in DEFENSES]
+        if bad:
+            raise PadhashError(f"defenses: {bad} not in {', '.join(DEFENSES)}")
+        for ps in self.poisoned_sets():
+            self._add(ps, "undefended", "-", ps.evaluate(ps.backdoored))
+            for name in defenses:
+                getattr(self, f"_{name}")(ps)
+        write_defense_report(self.out)
+        return ResultsFile.load(self.out)
+
+    def _add(self, ps: PoisonedSet, defense: str, setting: Any, metrics: dict, **extra) -> None:
+        key = f"{ps.name}|{defense}|{setting}"
+        if not self.results.has(key):
+            self.results.add({"key": key, "method": f"{defense}:{setting}", "defense": defense, "setting": setting,
+                              "poisoned_set": ps.name, "map": ps.clean_map, **metrics, **extra})
+
+    def _done(self, ps: PoisonedSet, defense: str, setting: Any) -> bool:
+        return self.results.has(f"{ps.name}|{defense}|{setting}")
+
+    def _spectral(self, ps: PoisonedSet) -> None:
+        from padhash.hashing import train_hash_model
+
+        budget = self.cfg.spectral.budget or len(ps.poison_idx)
+        setting = f"{self.cfg.spectral.removal_factor}x{budget}"
+        if self._done(ps, "spectral", setting):
+            return
+        feats = _features(ps.backdoored, ps.train.images())
+        res = spectral_filter(feats, ps.train.labels, budget, ps.poison_idx,
+                              removal_factor=self.cfg.spectral.removal_factor)
+        model = train_hash_model(ps.train.subset(res.kept), ps.num_classes, ps.train_recipe,
+                                 checkpoint_dir=self.out / "models" / f"spectral-{ps.name}-{setting}",
+                                 progress=self.progress).eval()
+        self._add(ps, "spectral", setting, ps.evaluate(model), poisons=len(ps.poison_idx),
+                  removed=len(res.removed), poisons_removed=res.poisons_removed, clean_removed=res.clean_removed,
+                  poisons_kept=res.poisons_kept, clean_kept=res.clean_kept)
+
+    def _dp(self, ps: PoisonedSet) -> None:
+        for sigma in self.cfg.noise_scales:
+            setting = f"clip={self.cfg.dp.clip},sigma={sigma}"
+            if self._done(ps, "dp", setting):
+                continue
+            dp = dataclasses.replace(self.cfg.dp, noise=sigma)
+            model = dp_train_hash_model(ps.train, ps.num_classes, ps.train_recipe, dp, progress=self.progress)
+            self._add(ps, "dp", setting, ps.evaluate(model), clip=self.cfg.dp.clip, noise=sigma)
+
+    def _prune(self, ps: PoisonedSet) -> None:
+        width = _features(ps.backdoored, ps.defender_clean[:2]).shape[1]
+        counts = sorted({int(round(f * width)) for f in self.cfg.prune.fractions})
+        todo = [n for n in counts if not self._done(ps, "prune", n)]
+        if not todo:
+            return
+        for row in pruning_curve(ps.backdoored, ps.defender_clean, todo, ps.evaluate):
+            n = row.pop("pruned")
+            self._add(ps, "prune", n, row, pruned=n, channels=width)
+
+    def _preprocess(self, ps: PoisonedSet) -> None:
+        p = self.cfg.preprocess
+        for q in p.jpeg_quality:
+            if not self._done(ps, "jpeg", q):
+                self._add(ps, "jpeg", q, ps.evaluate_queries(ps.backdoored, jpeg(ps.triggered, q),
+                                                             jpeg(ps.clean_queries, q)))
+        for std in p.noise_std:
+            setting = f"{std * 255:.1f}/255"
+            if not self._done(ps, "gaussian", setting):
+                gen = torch.Generator().manual_seed(derive_seed(0, "gaussian", ps.name, setting))
+                self._add(ps, "gaussian", setting, ps.evaluate_queries(
+                    ps.backdoored, gaussian_noise(ps.triggered, std, gen), gaussian_noise(ps.clean_queries, std, gen)))
+
+
+def _padhash_eval(pcfg):
+    from padhash.experiments.backdoor import BackdoorEvalConfig
+
+    return BackdoorEvalConfig(topk=pcfg.eval.map_topk, asr_topk=pcfg.eval.topk, asr_threshold=pcfg.eval.threshold,
+                              max_queries=None)
+
+
+@torch.no_grad()
+def _features(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model.features(b.to(device)).flatten(1).cpu() for b in images.split(batch_size)])
+
+
+def run_defense(cfg: DefenseConfig, out_dir: str | Path, defenses: list[str], *,
+                victim_dir: str | Path | None = None, progress: bool = True) -> dict:
+    return DefenseRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run(defenses)
+
+
+# ---------------------------------------------------------------------------------------------------- the report
+def report_tables(results: dict) -> list[str]:
+    """002 Table 3 (spectral counts) and the Fig. 5 rows (DP σ, pruned channels, query preprocessing), per set."""
+    from padhash.experiments.report import markdown_table
+
+    trials = results["trials"]
+    sections = []
+    for name in sorted({t["poisoned_set"] for t in trials}):
+        rows = [t for t in trials if t["poisoned_set"] == name]
+        table = [[t["defense"], t["setting"], f"{t['t_map']:.3f}", f"{t['asr']:.3f}", f"{t['map']:.3f}",
+                  f"{t['map_poisoned']:.3f}", f"{t['map_poisoned'] - t['map']:+.3f}"] for t in rows]
+        sections.append(f"### {name}: attack and clean MAP under each defense\n\n" + markdown_table(
+            ["defense", "setting", "t-MAP", "ASR", "MAP clean model", "MAP defended", "MAP cost"], table))
+        spectral = [t for t in rows if t["defense"] == "spectral"]
+        if spectral:
+            sections.append(f"### {name}: spectral signatures (002 Table 3)\n\n" + markdown_table(
+                ["# clean (train)", "# poisoned", "# removed", "# clean removed", "# poisoned removed",
+                 "# poisoned remained"],
+                [[t["clean_kept"] + t["clean_removed"], t["poisons"], t["removed"], t["clean_removed"],
+                  t["poisons_removed"], t["poisons_kept"]] for t in spectral]))
+    return sections
+
+
+def write_defense_report(run_dir: str | Path) -> None:
+    from padhash.experiments.report import save_curves, write_report
+
+    run_dir = Path(run_dir)
+    results = ResultsFile.load(run_dir)
+    sections = [f"# Defenses against {results['config']['source']} poisons\n", *report_tables(results)]
+    trials = results["trials"]
+    for defense, x_key, xlabel in (("prune", "pruned", "feature channels pruned"), ("dp", "noise", "DP noise scale σ")):
+        for name in sorted({t["poisoned_set"] for t in trials if t["defense"] == defense}):
+            rows = sorted((t for t in trials if t["poisoned_set"] == name and t["defense"] == defense),
+                          key=lambda t: t[x_key])
+            xs = [t[x_key] for t in rows]
+            path = f"figures/{defense}-{name}.png"
+            save_curves({"MAP (clean queries)": (xs, [t["map_poisoned"] for t in rows]),
+                         "t-MAP (triggered)": (xs, [t["t_map"] for t in rows]),
+                         "ASR": (xs, [t["asr"] for t in rows])}, run_dir / path, xlabel=xlabel, ylabel="score",
+                        title=f"{defense} against {name}")
+            sections.append(f"![{defense} {name}]({path})\n")
+    write_report(run_dir / "report.md", sections)

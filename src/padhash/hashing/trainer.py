@@ -1,0 +1,253 @@
+"""Training a hash model with any method's loss: seeded data order, recipes, per-epoch checkpoints, resume.
+
+Recipes. The papers fine-tune ImageNet-pretrained networks with RMSprop lr 1e-5, weight decay 1e-5 and a constant
+learning rate (DeepHash-pytorch, all five methods). That recipe barely moves a network trained from scratch, so
+`optimizer: null` picks by situation: with local pretrained `weights` the paper recipe; without (the small CNN on
+CPU) Adam lr 1e-3, weight decay 1e-5, cosine decay over the epochs. Any field given explicitly wins.
+
+Checkpoint. After every epoch `checkpoint_dir/checkpoint.safetensors` is replaced atomically; it holds the model,
+the loss's state (DPSH memory), the optimizer state, the RNG states and (in its metadata) the finished epoch and
+the config. A run that finds it resumes after that epoch and ends with the same weights, bit for bit, as a run
+that was never interrupted.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from padhash.errors import PadhashError
+from padhash.hashing.base import HashLoss
+from padhash.hashing.losses import METHODS, make_loss
+from padhash.io import load_tensors, save_tensors
+from padhash.models import BACKBONES, HashModel, build_model
+from padhash.retrieval import to_codes
+from padhash.rng import derive_seed
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SCHEDULES = ("constant", "cosine")
+DEFAULT_LR = {"adam": 1e-3, "rmsprop": 1e-5, "sgd": 1e-2}
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    method: str = "csq"
+    bits: int = 32
+    backbone: str = "smallcnn"
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str | None = None     # None = the recipe for the situation (see the module docstring)
+    lr: float | None = None          # None = adam 1e-3, rmsprop 1e-5 (papers), sgd 1e-2
+    weight_decay: float | None = None  # None = 1e-5 (all references)
+    schedule: str | None = None      # "constant" | "cosine"; None = constant with rmsprop (papers), else cosine
+    augment: bool = True             # random shift by up to 1/8 of the image side (+ flip, see hflip), in-tensor
+    hflip: bool | None = None        # horizontal flips when augmenting; None = yes (the retrieval runner says no
+                                     # for digits, which are not mirror-invariant)
+    seed: int = 0
+    device: str = "cpu"
+    weights: str | None = None       # local pretrained backbone weights (never downloaded)
+    hparams: dict[str, Any] = field(default_factory=dict)  # method hyper-parameters, e.g. {lambda: 1e-4}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    optimizer: str
+    lr: float
+    weight_decay: float
+    schedule: str
+
+    def lr_at(self, epoch: int, epochs: int) -> float:
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+        return self.lr
+
+
+def resolve_recipe(cfg: TrainConfig) -> Recipe:
+    optimizer = cfg.optimizer or ("rmsprop" if cfg.weights else "adam")
+    if optimizer not in OPTIMIZERS:
+        raise PadhashError(f"optimizer {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    schedule = cfg.schedule or ("constant" if optimizer == "rmsprop" else "cosine")
+    if schedule not in SCHEDULES:
+        raise PadhashError(f"schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
+    lr = DEFAULT_LR[optimizer] if cfg.lr is None else cfg.lr
+    weight_decay = 1e-5 if cfg.weight_decay is None else cfg.weight_decay
+    if not lr > 0 or weight_decay < 0:
+        raise PadhashError(f"lr must be > 0 and weight_decay ≥ 0, got lr {lr}, weight_decay {weight_decay}")
+    return Recipe(optimizer, float(lr), float(weight_decay), schedule)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """One-line errors for values no training could use."""
+    if cfg.method not in METHODS:
+        raise PadhashError(f"unknown hashing method {cfg.method!r} (known: {', '.join(METHODS)})")
+    if cfg.backbone not in BACKBONES:
+        raise PadhashError(f"unknown backbone {cfg.backbone!r} (known: {', '.join(BACKBONES)})")
+    for name in ("bits", "epochs", "batch_size"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "epochs" else 1):
+            raise PadhashError(f"{name} must be a {'non-negative' if name == 'epochs' else 'positive'} integer, "
+                               f"got {value!r}")
+    if cfg.weights is not None and not Path(cfg.weights).is_file():
+        raise PadhashError(f"{cfg.weights}: no such weights file")
+    resolve_recipe(cfg)
+
+
+def make_optimizer(params, recipe: Recipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, hflip: bool) -> torch.Tensor:
+    """Random shift by up to 1/8 of the side (zero padding, like RandomCrop(padding=4) at 32 px) and, if `hflip`,
+    random horizontal flips; all draws from `generator`."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
+    padded = nn.functional.pad(x, (pad, pad, pad, pad))
+    out = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
+    return torch.where(flips.to(x.device)[:, None, None, None], out.flip(-1), out)
+
+
+def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashModel | None = None,
+                     loss: HashLoss | None = None, checkpoint_dir: Path | None = None,
+                     progress: bool = True) -> HashModel:
+    """Train (or, given `model`, fine-tune) a hash model on split `train` with cfg's method and recipe.
+
+    Model initialisation, data order, augmentation and dropout all draw from generators seeded by cfg.seed; the
+    caller's global RNG state is left as it was. A trailing batch of one item is skipped (BatchNorm needs two)."""
+    check_config(cfg)
+    recipe = resolve_recipe(cfg)
+    device = torch.device(cfg.device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
+        if model is None:
+            model = build_model(cfg.backbone, cfg.bits, image_size=train.image_size, weights=cfg.weights)
+        if loss is None:
+            loss = make_loss(cfg.method, num_classes, cfg.bits, seed=cfg.seed, num_train=len(train), **cfg.hparams)
+        model, loss = model.to(device), loss.to(device)
+        optimizer = make_optimizer(model.parameters(), recipe)
+        data_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "data"))
+        torch.manual_seed(derive_seed(cfg.seed, "dropout"))
+
+        ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+        fingerprint = _fingerprint(cfg, recipe)
+        start = 0
+        if ckpt is not None and ckpt.is_file():
+            start = _load_checkpoint(ckpt, fingerprint, model, loss, optimizer, data_gen, device)
+
+        hflip = True if cfg.hflip is None else cfg.hflip
+        n = len(train)
+        batches = [(i, min(i + cfg.batch_size, n)) for i in range(0, n, cfg.batch_size) if min(i + cfg.batch_size, n) - i > 1]
+        bar = tqdm(total=cfg.epochs * len(batches), initial=start * len(batches), disable=not progress,
+                   desc=f"train {cfg.method} {cfg.backbone} {cfg.bits}b", unit="batch", leave=False)
+        for epoch in range(start, cfg.epochs):
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr_at(epoch, cfg.epochs)
+            loss.start_epoch(epoch)
+            order = torch.randperm(n, generator=data_gen)
+            model.train()
+            total = 0.0
+            for lo, hi in batches:
+                idx = order[lo:hi]
+                x = train.images(idx)
+                if cfg.augment:
+                    x = augment_batch(x, data_gen, hflip)
+                u = model(x.to(device))
+                value = loss(u, train.labels[idx].to(device), index=idx.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
+                total += value.item()
+                bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{total / max(len(batches), 1):.4f}")
+            if ckpt is not None:
+                _save_checkpoint(ckpt, fingerprint, epoch + 1, model, loss, optimizer, data_gen, devices)
+        bar.close()
+    return model.eval()
+
+
+@torch.no_grad()
+def encode(model: nn.Module, images_or_split, *, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:
+    """int8 ±1 codes (N, bits) on the CPU of a tensor of [0,1] images or a Split, in eval mode (the model's mode is
+    restored afterwards)."""
+    is_split = hasattr(images_or_split, "images")
+    n = len(images_or_split)
+    was_training = model.training
+    model.eval().to(device)
+    codes = []
+    for lo in range(0, n, batch_size):
+        idx = torch.arange(lo, min(lo + batch_size, n))
+        x = images_or_split.images(idx) if is_split else images_or_split[lo:lo + batch_size]
+        codes.append(to_codes(model(x.to(device)).cpu()))
+    model.train(was_training)
+    if not codes:
+        return torch.empty(0, getattr(model, "bits", 0), dtype=torch.int8)
+    return torch.cat(codes)
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------------
+def _fingerprint(cfg: TrainConfig, recipe: Recipe) -> str:
+    """What must match for a checkpoint to be resumed (everything but the device)."""
+    fields = {k: v for k, v in asdict(cfg).items() if k != "device"}
+    return json.dumps({"config": fields, "recipe": asdict(recipe)}, sort_keys=True, default=str)
+
+
+def _save_checkpoint(path: Path, fingerprint: str, epoch: int, model: nn.Module, loss: HashLoss,
+                     optimizer: torch.optim.Optimizer, data_gen: torch.Generator, devices: list) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"loss.{k}": v for k, v in loss.state_dict().items()})
+    opt_state = optimizer.state_dict()
+    scalars = {}
+    for pid, state in opt_state["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = value
+            else:
+                scalars[f"{pid}.{name}"] = value
+    tensors["rng.data"] = data_gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if devices:
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(devices[0])
+    metadata = {"epoch": str(epoch), "fingerprint": fingerprint,
+                "param_groups": json.dumps(opt_state["param_groups"]), "optim_scalars": json.dumps(scalars)}
+    save_tensors(path, tensors, metadata=metadata)
+
+
+def _load_checkpoint(path: Path, fingerprint: str, model: nn.Module, loss: HashLoss,
+                     optimizer: torch.optim.Optimizer, data_gen: torch.Generator, device: torch.device) -> int:
+    from safetensors import safe_open
+
+    tensors = load_tensors(path)
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata() or {}
+    if metadata.get("fingerprint") != fingerprint:
+        raise PadhashError(f"{path}: checkpoint of a different training config; delete it or train into another "
+                           f"folder")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    loss.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value.to(device) if name != "step" else value
+    for key, value in json.loads(metadata["optim_scalars"]).items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
+    data_gen.set_state(tensors["rng.data"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    return int(metadata["epoch"])

@@ -1,0 +1,17 @@
+"""Retrieval metrics (mAP@k, t-MAP@k, precision@k, PR curves, ASR@k) and image-distortion metrics."""
+from padhash.metrics.image import perceptibility, psnr, ssim
+from padhash.metrics.ranking import (
+    asr_at_k,
+    average_precisions,
+    map_at_k,
+    mean_average_precision,
+    pr_curve,
+    precision_at_k,
+    relevance,
+    t_map_at_k,
+)
+
+__all__ = [
+    "asr_at_k", "average_precisions", "map_at_k", "mean_average_precision", "perceptibility", "pr_curve",
+    "precision_at_k", "psnr", "relevance", "ssim", "t_map_at_k",
+]

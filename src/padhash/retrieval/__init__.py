@@ -1,0 +1,5 @@
+"""Binary codes and exact Hamming top-k retrieval (ascending distance, ties by database index)."""
+from padhash.retrieval.codes import check_codes, pack_codes, to_codes, unpack_codes
+from padhash.retrieval.index import BACKENDS, HammingIndex, hamming_topk
+
+__all__ = ["BACKENDS", "HammingIndex", "check_codes", "hamming_topk", "pack_codes", "to_codes", "unpack_codes"]

@@ -1,0 +1,178 @@
+"""Exact Hamming top-k search with stable ties, on three interchangeable backends.
+
+Ranking (DESIGN.md): ascending Hamming distance, ties broken by ascending database index. Every backend returns
+exactly that order, so results are identical whichever runs:
+
+- ``numba``: packed uint64 words, POPCNT, per-query counting select (no sort, no heap), parallel over query
+  blocks. Fastest on CPU; ``auto`` picks it for CPU queries.
+- ``faiss``: FAISS ``IndexBinaryFlat`` (codes zero-padded to whole bytes). FAISS breaks ties at the k-th
+  distance arbitrarily, so rows whose last tie group may be cut are searched again with a larger k until the
+  group is complete, then sorted by (distance, index). Exact, but slower than ``numba`` on tie-heavy codes.
+- ``torch``: ±1 float matmul in query blocks + ``topk`` on the unique key ``distance * N + index``. Runs on
+  CUDA; ``auto`` picks it for CUDA queries (float16 matmul, exact for codes up to 2048 bits).
+
+Memory is bounded by query blocks: no backend materializes the full (Q, N) distance matrix.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from padhash.errors import PadhashError
+from padhash.retrieval.codes import check_codes, pack_codes
+
+BACKENDS = ("auto", "numba", "faiss", "torch")
+
+# torch backend: distance elements per query block (int64 keys: 2^23 elements = 64 MiB).
+_TORCH_BLOCK_ELEMENTS = 1 << 23
+# numba backend: queries per block (they share each database chunk in cache), and the cap on the
+# candidate buffers one block holds (large k gets smaller blocks).
+_NUMBA_BLOCK = 16
+_NUMBA_BLOCK_BYTES = 64 << 20
+
+
+def _numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class HammingIndex:
+    """Exact Hamming top-k over a database of ±1 codes.
+
+    ``block_size`` is the number of queries searched at once (None = backend default); it bounds memory.
+    """
+
+    def __init__(self, db_codes, backend: str = "auto", *, block_size: int | None = None):
+        if backend not in BACKENDS:
+            raise PadhashError(f"unknown retrieval backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if block_size is not None and block_size < 1:
+            raise PadhashError(f"block_size must be >= 1, got {block_size}")
+        self.db_codes = check_codes(db_codes, "database codes")
+        self.bits = self.db_codes.shape[1]
+        if self.bits > 65535:
+            raise PadhashError(f"codes of {self.bits} bits are longer than the 65535 bits supported")
+        self.backend = backend
+        self.block_size = block_size
+        self._prepared: dict = {}  # backend (and device) -> prepared database
+
+    def __len__(self) -> int:
+        return self.db_codes.shape[0]
+
+    def resolve_backend(self, device: torch.device) -> str:
+        """The backend that serves queries on ``device``."""
+        if self.backend != "auto":
+            if self.backend in ("numba", "faiss") and device.type != "cpu":
+                raise PadhashError(f"retrieval backend {self.backend!r} runs on CPU only; use 'torch' for {device}")
+            if self.backend == "numba" and not _numba_available():
+                raise PadhashError("retrieval backend 'numba' needs the numba package (pip install numba)")
+            if self.backend == "faiss" and not _faiss_available():
+                raise PadhashError("retrieval backend 'faiss' needs the faiss-cpu package (pip install faiss-cpu)")
+            return self.backend
+        if device.type != "cpu":
+            return "torch"
+        if _numba_available():
+            return "numba"
+        return "faiss" if _faiss_available() else "torch"
+
+    def search(self, query_codes, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(distances int32 (Q, k), indices int64 (Q, k)); ascending distance, ties by index; k > N is clipped."""
+        queries = check_codes(query_codes, "query codes")
+        if queries.shape[1] != self.bits:
+            raise PadhashError(f"query codes have {queries.shape[1]} bits but the database has {self.bits}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise PadhashError(f"k must be a positive integer, got {k!r}")
+        k = min(int(k), len(self))
+        device = queries.device
+        backend = self.resolve_backend(device)
+        if queries.shape[0] == 0:
+            return torch.empty(0, k, dtype=torch.int32, device=device), torch.empty(0, k, dtype=torch.int64, device=device)
+        if backend == "torch":
+            return self._search_torch(queries, k)
+        search = self._search_numba if backend == "numba" else self._search_faiss
+        dist, idx = search(queries, k)
+        return torch.from_numpy(dist).to(device), torch.from_numpy(idx).to(device)
+
+    def _prepare(self, key, build):
+        if key not in self._prepared:
+            self._prepared[key] = build()
+        return self._prepared[key]
+
+    def _search_numba(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from padhash.retrieval._numba_kernels import hamming_topk_packed
+
+        db_words = self._prepare("numba", lambda: pack_codes(self.db_codes, word_bytes=8).view(np.uint64))
+        query_words = pack_codes(queries, word_bytes=8).view(np.uint64)
+        n_queries = query_words.shape[0]
+        # Buffer of accepted candidates per query (compacted to k when full): 10 bytes per slot.
+        capacity = min(len(self), k + max(k, 4096))
+        block = self.block_size or max(1, min(_NUMBA_BLOCK, _NUMBA_BLOCK_BYTES // (10 * capacity)))
+        out_dist = np.empty((n_queries, k), np.int32)
+        out_idx = np.empty((n_queries, k), np.int64)
+        hamming_topk_packed(query_words, db_words, k, self.bits, block, capacity, out_dist, out_idx)
+        return out_dist, out_idx
+
+    def _search_faiss(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        def build():
+            packed = pack_codes(self.db_codes)
+            index = faiss.IndexBinaryFlat(packed.shape[1] * 8)
+            index.add(packed)
+            return index
+
+        index = self._prepare("faiss", build)
+        packed_queries = pack_codes(queries)
+        n_db = len(self)
+        block = self.block_size or packed_queries.shape[0]
+        out_dist = np.empty((packed_queries.shape[0], k), np.int32)
+        out_idx = np.empty((packed_queries.shape[0], k), np.int64)
+        for q0 in range(0, packed_queries.shape[0], block):
+            rows = packed_queries[q0:q0 + block]
+            # Search with a larger k until the tie group at the k-th distance is complete for every row.
+            search_k = k
+            pending = np.arange(rows.shape[0])
+            while pending.size:
+                dist, idx = index.search(rows[pending], search_k)
+                complete = (dist[:, -1] > dist[:, k - 1]) | (search_k >= n_db)
+                done = pending[complete]
+                # Stable order: sort each row by the unique key distance * N + index.
+                key = np.sort(dist[complete].astype(np.int64) * n_db + idx[complete], axis=1)[:, :k]
+                out_dist[q0 + done] = key // n_db
+                out_idx[q0 + done] = key % n_db
+                pending = pending[~complete]
+                search_k = min(n_db, search_k * 2)
+        return out_dist, out_idx
+
+    def _search_torch(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        device = queries.device
+        # ±1 dot products are integers of magnitude <= bits: exact in float16 up to 2048 (CPU float16 matmul is slow).
+        dtype = torch.float16 if device.type == "cuda" and self.bits <= 2048 else torch.float32
+        db = self._prepare(("torch", str(device), dtype), lambda: self.db_codes.to(device=device, dtype=dtype))
+        n_db = db.shape[0]
+        db_index = torch.arange(n_db, device=device)
+        block = self.block_size or max(1, _TORCH_BLOCK_ELEMENTS // n_db)
+        out_dist = torch.empty(queries.shape[0], k, dtype=torch.int32, device=device)
+        out_idx = torch.empty(queries.shape[0], k, dtype=torch.int64, device=device)
+        for q0 in range(0, queries.shape[0], block):
+            dots = queries[q0:q0 + block].to(dtype) @ db.T
+            dist = (self.bits - dots.to(torch.int64)) // 2
+            key = torch.topk(dist * n_db + db_index, k, dim=1, largest=False, sorted=True).values
+            out_dist[q0:q0 + block] = (key // n_db).to(torch.int32)
+            out_idx[q0:q0 + block] = key % n_db
+        return out_dist, out_idx
+
+
+def hamming_topk(query_codes, db_codes, k: int, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """One-shot :meth:`HammingIndex.search`."""
+    return HammingIndex(db_codes, backend).search(query_codes, k)

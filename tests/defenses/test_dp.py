@@ -1,0 +1,37 @@
+import torch
+from torch import nn
+
+from padhash.defenses.dp import DPConfig, dp_step
+
+
+def setup(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    x = torch.randn(8, 3, 2, 2) * 10
+    y = torch.randn(8, 4)
+    return model, x, y, lambda u, labels, index: (u - labels).pow(2).sum()
+
+
+def flat(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_clipping_bounds_the_step():
+    model, x, y, loss = setup()
+    before = flat(model)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    dp_step(model, loss, x, y, None, opt, DPConfig(clip=0.3, noise=0.0, microbatch=1), torch.Generator())
+    step = (flat(model) - before).norm()
+    assert 0.05 < step <= 0.3 + 1e-5  # the average of 8 vectors of norm ≤ 0.3 (the raw gradient is far larger)
+
+
+def test_noise_is_seeded_and_changes_the_step():
+    runs = []
+    for noise, seed in ((0.5, 1), (0.5, 1), (0.0, 1)):
+        model, x, y, loss = setup()
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        dp_step(model, loss, x, y, None, opt, DPConfig(clip=0.3, noise=noise, microbatch=2),
+                torch.Generator().manual_seed(seed))
+        runs.append(flat(model))
+    assert torch.equal(runs[0], runs[1])
+    assert (runs[0] - runs[2]).norm() > 1.0  # 0.5 std over 52 coordinates
