@@ -53,7 +53,7 @@ def test_targeted_attack_stays_in_the_eps_ball_and_image_range(optimizer):
     model, x = tiny_model(), images()
     target = -codes_of(model, x)
     eps = 4 / 255
-    adv = targeted_attack(model, x, target, TargetedAttackConfig(epsilon=eps, iterations=20, optimizer=optimizer))
+    adv = targeted_attack(model, x, target, TargetedAttackConfig(epsilon=eps, iterations=6, optimizer=optimizer))
     assert (adv - x).abs().max() <= eps + 1e-6
     assert adv.min() >= 0 and adv.max() <= 1
     assert not torch.equal(adv, x)

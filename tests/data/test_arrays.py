@@ -1,4 +1,6 @@
+import io
 import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -116,16 +118,47 @@ def test_shared_cifar10_subset(shared_cifar_path):
 
 
 # --- CIFAR-10 python batches -------------------------------------------------------------------------------------
+class Py2Pickler(pickle._Pickler):
+    """Writes str and bytes as Python 2's STRING opcodes and names numpy.core.multiarray, like the official
+    CIFAR-10 batches (which Python 3 reads with encoding="bytes")."""
+
+    def save_bytes(self, obj):
+        n = len(obj)
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)) + obj)
+        self.memoize(obj)
+
+    def save_str(self, obj):
+        self.save_bytes(obj.encode("latin-1"))
+
+    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch[bytes] = save_bytes
+    dispatch[str] = save_str
+
+
+def _py2_dump(obj, path):
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump(obj)
+    path.write_bytes(buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n"))
+
+
 def _fake_cifar(folder, per_batch=20, test=30, seed=0):
     rng = np.random.default_rng(seed)
     folder.mkdir(exist_ok=True)
     for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", test)]:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": [int(v) for v in np.arange(n) % 10]}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(batch, fh, protocol=4)
-    with open(folder / "batches.meta", "wb") as fh:
-        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)], b"num_vis": 3072}, fh, protocol=4)
+        _py2_dump({"batch_label": name, "labels": [int(v) for v in np.arange(n) % 10],
+                   "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                   "filenames": [f"img_{i}.png" for i in range(n)]}, folder / name)
+    _py2_dump({"label_names": [f"c{i}" for i in range(10)], "num_cases_per_batch": per_batch, "num_vis": 3072},
+              folder / "batches.meta")
     return folder
+
+
+def test_fake_batches_look_like_python2_ones(tmp_path):
+    folder = _fake_cifar(tmp_path / "cifar")
+    raw = (folder / "data_batch_1").read_bytes()
+    assert b"cnumpy.core.multiarray\n_reconstruct" in raw and b"_codecs" not in raw
+    batch = restricted_load(folder / "data_batch_1")
+    assert set(batch) == {b"batch_label", b"labels", b"data", b"filenames"} and batch[b"data"].dtype == np.uint8
 
 
 def test_cifar10_paper_preset(tmp_path):
@@ -134,7 +167,7 @@ def test_cifar10_paper_preset(tmp_path):
     assert ds.class_names == [f"c{i}" for i in range(10)]
     assert len(ds.train) == 100 and ds.train is ds.database and len(ds.query) == 30
     with open(folder / "data_batch_2", "rb") as fh:
-        raw = pickle.load(fh)[b"data"][3]  # our own file: plain pickle is fine here
+        raw = pickle.load(fh, encoding="bytes")[b"data"][3]  # our own file: plain pickle is fine here
     expected = torch.from_numpy(raw.reshape(3, 32, 32)).float() / 255  # rows are R plane, G plane, B plane
     assert torch.allclose(ds.train.images([23])[0], expected)
 

@@ -102,3 +102,25 @@ def test_bad_shapes_raise():
 def test_drop_empty_with_no_relevant_query_is_zero():
     assert mean_average_precision(RANKED[2:], QUERY_LABELS[2:], DB_LABELS, drop_empty=True) == 0.0
     assert not math.isnan(mean_average_precision(RANKED[2:], QUERY_LABELS[2:], DB_LABELS))
+
+
+def test_more_than_64_classes_and_blocked_search(monkeypatch):
+    import padhash.metrics.ranking as ranking
+
+    g = torch.Generator().manual_seed(0)
+    q_labels = (torch.rand(9, 70, generator=g) < 0.05).float()
+    db_labels = (torch.rand(60, 70, generator=g) < 0.05).float()
+    db_labels[:, 69] = 1.0  # class 69 lives in the second mask word
+    q_labels[0] = 0.0
+    q_labels[0, 69] = 1.0
+    q_codes = (torch.randint(0, 2, (9, 12), generator=g) * 2 - 1).to(torch.int8)
+    db_codes = (torch.randint(0, 2, (60, 12), generator=g) * 2 - 1).to(torch.int8)
+    full = map_at_k(q_codes, db_codes, q_labels, db_labels, k=20)
+    monkeypatch.setattr(ranking, "_SEARCH_BLOCK_ELEMENTS", 40)  # two queries per search block
+    assert map_at_k(q_codes, db_codes, q_labels, db_labels, k=20) == pytest.approx(full)
+    from padhash.retrieval import hamming_topk
+    _, idx = hamming_topk(q_codes, db_codes, 20)
+    rel = (q_labels @ db_labels.T > 0).gather(1, idx).double()
+    ap = (rel.cumsum(1) / torch.arange(1, 21) * rel).sum(1) / rel.sum(1).clamp(min=1)
+    assert full == pytest.approx(float(ap.mean()))
+    assert ap[0] == 1.0  # every item shares class 69 with query 0

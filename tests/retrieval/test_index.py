@@ -98,3 +98,32 @@ def test_cuda_matches_cpu():
     for index in (HammingIndex(db.cuda(), "auto"), HammingIndex(db, "torch")):
         dist, idx = index.search(queries.cuda(), 500)
         assert dist.is_cuda and torch.equal(dist.cpu(), cpu[0]) and torch.equal(idx.cpu(), cpu[1])
+
+
+def test_numba_buffer_compaction_is_exact(monkeypatch):
+    """Tiny candidate buffers force the compaction path many times per query."""
+    import padhash.retrieval.index as index_module
+
+    monkeypatch.setattr(index_module, "_NUMBA_MIN_SLACK", 1)
+    for bits, n in ((4, 300), (13, 400), (64, 250)):
+        db = random_codes(n, bits, seed=bits)
+        # items in decreasing closeness order to the first query push the bound down step by step
+        queries = random_codes(6, bits, seed=bits + 1)
+        order = torch.argsort((queries[0].long() @ db.long().T), stable=True)
+        db = db[order]
+        for k in (1, 5, 33):
+            dist, idx = HammingIndex(db, "numba").search(queries, k)
+            ref_dist, ref_idx = brute_force(queries, db, k)
+            assert torch.equal(dist, ref_dist) and torch.equal(idx, ref_idx), (bits, k)
+
+
+def test_numba_rescans_when_the_sampled_bound_is_too_tight():
+    """The sampled items (every 4th of 5000) all equal the query, the rest are far: the guess lets too few through."""
+    n, bits = 5000, 8
+    query = torch.ones(1, bits, dtype=torch.int8)
+    db = -torch.ones(n, bits, dtype=torch.int8)
+    db[0:4096:4] = 1
+    db[1:4096:4, 0] = 1  # distance 7 for some of the others, to check order beyond the cut
+    dist, idx = HammingIndex(db, "numba").search(query, 2000)
+    ref_dist, ref_idx = brute_force(query, db, 2000)
+    assert torch.equal(dist, ref_dist) and torch.equal(idx, ref_idx)

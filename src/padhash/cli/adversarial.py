@@ -33,19 +33,21 @@ def register(commands) -> None:
         p.set_defaults(func=_transfer if name == "transfer" else _query, ladder=name)
 
 
-def _load(args: argparse.Namespace) -> tuple[dict, str]:
+def _load(args: argparse.Namespace, defaults: dict) -> tuple[dict, str]:
+    import copy
+
     from padhash.config import load_yaml
 
     if args.config is None:
-        return {}, "defaults"
+        return copy.deepcopy(defaults), "defaults"
     return load_yaml(args.config), Path(args.config).name
 
 
 def _query(args: argparse.Namespace) -> int:
-    from padhash.experiments.adversarial import query_config_from_dict, run_query_attack
+    from padhash.experiments.adversarial import QUERY_DEFAULTS, query_config_from_dict, run_query_attack
     from padhash.experiments.adversarial_report import query_tables
 
-    data, where = _load(args)
+    data, where = _load(args, QUERY_DEFAULTS)
     if args.ladder != "dhta" or "methods" not in data:
         data["methods"] = QUERY_LADDERS[args.ladder]
     if args.ladder == "p2p":
@@ -60,10 +62,10 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from padhash.experiments.adversarial import run_transfer_attack, transfer_config_from_dict
+    from padhash.experiments.adversarial import TRANSFER_DEFAULTS, run_transfer_attack, transfer_config_from_dict
     from padhash.experiments.adversarial_report import transfer_tables
 
-    data, where = _load(args)
+    data, where = _load(args, TRANSFER_DEFAULTS)
     if args.device:
         data["device"] = args.device
     cfg = transfer_config_from_dict(data, where)

@@ -129,7 +129,7 @@ def split_queries(everything: Split, query_fraction: float, train_per_class: int
 
 
 def with_query_cap(ds: RetrievalDataset, max_queries: int | None, seed: int) -> RetrievalDataset:
-    """`ds` with its queries cut to a seeded stratified sample of at most max_queries (None = unchanged)."""
+    """`ds` with its queries cut to a seeded stratified sample of max_queries (None or enough = unchanged)."""
     keep = cap_queries(ds.query.labels, max_queries, derive_seed(seed, "max_queries"))
     if keep is None:
         return ds

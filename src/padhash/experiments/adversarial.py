@@ -52,6 +52,11 @@ QUERY_METHODS = ("none", "noise", "p2p", "dhta", "hag", "anchor")
 TRANSFER_METHODS = ("none", "pgd", "di", "transfer", "white_box")
 PAIR_SELECTIONS = ("mined", "random")
 PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
+# `padhash attack ...` without --config: the embedded digits, sized to finish in minutes on two CPU cores (the
+# dataclass defaults are the papers' settings: 100 queries, 2000 iterations, 30-epoch victims).
+QUERY_DEFAULTS: dict[str, Any] = {"victim": {"epochs": 10}, "queries": 30, "attack": {"iterations": 200}}
+TRANSFER_DEFAULTS: dict[str, Any] = {"victim": {"epochs": 10}, "pairs": 32,
+                                     "surrogates": [{"method": "dpsh", "epochs": 10, "seed": 1}]}
 
 
 def _data_config():
@@ -249,29 +254,23 @@ class _Models:
 
     def trained(self, role: str, data_cfg, train_cfg, excluded: list[int] = ()) -> tuple[str, Any]:
         """(cache key, model in eval mode) of a model trained with `train_cfg` on the training split of `data_cfg`
-        (minus `excluded` classes) into RUN/<role>s/<name>; resumes a half-trained one."""
+        (minus `excluded` classes) in RUN/<role>s/<name>; the trainer's checkpoint there resumes a half-trained one."""
+        from padhash.hashing import train_hash_model
+
+        if train_cfg.hflip is None and data_cfg.name == "digits":
+            train_cfg = dataclasses.replace(train_cfg, hflip=False)  # digits are not mirror-invariant
         key = f"{train_cfg.method}-{train_cfg.backbone}-{train_cfg.bits}b-{_digest(data_cfg, train_cfg, list(excluded))}"
         if key in self._models:
             return key, self._models[key]
-        folder = self.out / f"{role}s" / key
+        ds = self.dataset(data_cfg)
+        train = ds.train
         if excluded:
-            from padhash.hashing import train_hash_model
-
-            ds = self.dataset(data_cfg)
-            labels = ds.train.labels
-            keep = torch.nonzero(labels[:, list(excluded)].sum(dim=1) == 0).flatten()
-            model = train_hash_model(ds.train.subset(keep), ds.num_classes, dataclasses.replace(train_cfg),
-                                     checkpoint_dir=folder, progress=self.progress)
-        else:
-            from padhash.experiments.retrieval import RetrievalConfig, load_victim, run_training
-
-            run_training(RetrievalConfig(data=data_cfg, train=train_cfg), folder, progress=self.progress)
-            model, _ = load_victim(folder)
-        model = model.to(self.device).eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self._models[key] = model
-        return key, model
+            train = train.subset(torch.nonzero(train.labels[:, list(excluded)].sum(dim=1) == 0).flatten())
+        train_cfg = dataclasses.replace(train_cfg, device=str(self.device))
+        model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=self.out / f"{role}s" / key,
+                                 progress=self.progress)
+        self._models[key] = _frozen(model, self.device)
+        return key, self._models[key]
 
     def given_victim(self) -> tuple[str, Any, Any]:
         """The `--victim RUN` model and its data config."""
@@ -280,10 +279,7 @@ class _Models:
         key = f"given-{_digest(str(self.victim_run.resolve()))}"
         if key not in self._models:
             model, rcfg = load_victim(self.victim_run)
-            model = model.to(self.device).eval()
-            for p in model.parameters():
-                p.requires_grad_(False)
-            self._models[key] = (model, rcfg)
+            self._models[key] = (_frozen(model, self.device), rcfg)
         model, rcfg = self._models[key]
         return key, model, rcfg
 
@@ -293,6 +289,14 @@ class _Models:
         if (key, split_name) not in self._codes:
             self._codes[(key, split_name)] = encode(model, split, device=self.device).to(torch.int8).cpu()
         return self._codes[(key, split_name)]
+
+
+def _frozen(model, device):
+    """Eval mode, on `device`, parameters without gradients: attacks differentiate the input only."""
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 def encode_images(model, images: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:

@@ -7,11 +7,10 @@ from padhash.metrics.ranking import (
     mean_average_precision,
     pr_curve,
     precision_at_k,
-    relevance,
     t_map_at_k,
 )
 
 __all__ = [
     "asr_at_k", "average_precisions", "map_at_k", "mean_average_precision", "perceptibility", "pr_curve",
-    "precision_at_k", "psnr", "relevance", "ssim", "t_map_at_k",
+    "precision_at_k", "psnr", "ssim", "t_map_at_k",
 ]

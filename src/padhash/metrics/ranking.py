@@ -18,9 +18,12 @@ import torch
 
 from padhash.errors import PadhashError
 from padhash.retrieval import HammingIndex, check_codes
+from padhash.retrieval._numba_kernels import ranking_ap_hits
 
-# Elements (queries x ranked items x classes) gathered at once.
-_BLOCK_ELEMENTS = 1 << 24
+# Queries x ranked items searched at once by map_at_k / t_map_at_k (bounds memory for k = whole database).
+_SEARCH_BLOCK_ELEMENTS = 1 << 24
+# Queries x database items of distances held at once by pr_curve.
+_PR_BLOCK_ELEMENTS = 1 << 23
 
 
 def _labels(labels, name: str) -> torch.Tensor:
@@ -28,6 +31,14 @@ def _labels(labels, name: str) -> torch.Tensor:
     if labels.dim() != 2:
         raise PadhashError(f"{name}: expected multi-hot labels of shape (N, C), got {tuple(labels.shape)}")
     return labels.float()
+
+
+def _label_masks(labels: torch.Tensor) -> np.ndarray:
+    """Multi-hot labels (N, C) -> bit masks (N, ceil(C/64)) uint64, so relevance is one AND per word."""
+    bits = (labels > 0).cpu().numpy()
+    packed = np.packbits(bits, axis=1, bitorder="little")
+    packed = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))
+    return np.ascontiguousarray(packed).view(np.uint64)
 
 
 def _query_targets(target_labels, n_queries: int, n_classes: int, name: str) -> torch.Tensor:
@@ -40,42 +51,27 @@ def _query_targets(target_labels, n_queries: int, n_classes: int, name: str) -> 
     return target
 
 
-def _check_ranked(ranked_idx, n_queries: int, n_db: int) -> torch.Tensor:
-    ranked_idx = torch.as_tensor(ranked_idx)
-    if ranked_idx.dim() != 2 or ranked_idx.shape[0] != n_queries:
-        raise PadhashError(f"ranked indices: expected shape ({n_queries}, k), got {tuple(ranked_idx.shape)}")
-    if ranked_idx.numel() and (int(ranked_idx.min()) < 0 or int(ranked_idx.max()) >= n_db):
-        raise PadhashError(f"ranked indices must lie in [0, {n_db}) (the database size)")
-    return ranked_idx.long()
-
-
-def relevance(ranked_idx, query_labels, db_labels):
-    """Yield boolean relevance blocks (b, k): item ranked_idx[q, r] shares a label with query q."""
+def average_precisions(ranked_idx, query_labels, db_labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-query AP over the given rankings (float64 (Q,)) and number of relevant items in them (int64 (Q,))."""
     query_labels = _labels(query_labels, "query labels")
-    db_labels = _labels(db_labels, "database labels").to(query_labels.device)
+    db_labels = _labels(db_labels, "database labels")
     if db_labels.shape[1] != query_labels.shape[1]:
         raise PadhashError(f"query labels have {query_labels.shape[1]} classes but database labels {db_labels.shape[1]}")
-    ranked_idx = _check_ranked(ranked_idx, query_labels.shape[0], db_labels.shape[0]).to(query_labels.device)
-    k = ranked_idx.shape[1]
-    block = max(1, _BLOCK_ELEMENTS // max(1, k * db_labels.shape[1]))
-    for q0 in range(0, ranked_idx.shape[0], block):
-        gathered = db_labels[ranked_idx[q0:q0 + block]]  # (b, k, C)
-        yield torch.einsum("bkc,bc->bk", gathered, query_labels[q0:q0 + block]) > 0
+    ranked_idx = torch.as_tensor(ranked_idx)
+    n_queries, n_db = query_labels.shape[0], db_labels.shape[0]
+    if ranked_idx.dim() != 2 or ranked_idx.shape[0] != n_queries:
+        raise PadhashError(f"ranked indices: expected shape ({n_queries}, k), got {tuple(ranked_idx.shape)}")
+    ranked = np.ascontiguousarray(ranked_idx.cpu().numpy().astype(np.int64, copy=False))
+    ap, hits, valid = ranking_ap_hits(ranked, _label_masks(query_labels), _label_masks(db_labels))
+    if not valid.all():
+        raise PadhashError(f"ranked indices must lie in [0, {n_db}) (the database size)")
+    return torch.from_numpy(ap), torch.from_numpy(hits)
 
 
-def average_precisions(ranked_idx, query_labels, db_labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-query AP (float64, (Q,)) and number of relevant items retrieved ((Q,) int64)."""
-    aps, hits = [], []
-    for rel in relevance(ranked_idx, query_labels, db_labels):
-        rel = rel.double()
-        ranks = torch.arange(1, rel.shape[1] + 1, dtype=torch.float64, device=rel.device)
-        found = rel.sum(dim=1)
-        precision_at_hits = (rel.cumsum(dim=1) / ranks * rel).sum(dim=1)
-        aps.append(torch.where(found > 0, precision_at_hits / found.clamp(min=1), torch.zeros_like(found)))
-        hits.append(found.long())
-    if not aps:
-        return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.int64)
-    return torch.cat(aps).cpu(), torch.cat(hits).cpu()
+def _mean_ap(aps: torch.Tensor, hits: torch.Tensor, drop_empty: bool) -> float:
+    if drop_empty:
+        aps = aps[hits > 0]
+    return float(aps.mean()) if aps.numel() else 0.0
 
 
 def mean_average_precision(ranked_idx, query_labels, db_labels, *, drop_empty: bool = False) -> float:
@@ -83,37 +79,47 @@ def mean_average_precision(ranked_idx, query_labels, db_labels, *, drop_empty: b
 
     With ``drop_empty=True`` and no query having any relevant item retrieved, the mean is over no query: 0.0.
     """
-    aps, hits = average_precisions(ranked_idx, query_labels, db_labels)
-    if drop_empty:
-        aps = aps[hits > 0]
-    return float(aps.mean()) if aps.numel() else 0.0
+    return _mean_ap(*average_precisions(ranked_idx, query_labels, db_labels), drop_empty)
 
 
-def _search(query_codes, db_codes, k, backend: str):
-    db_codes = check_codes(db_codes, "database codes")
-    k = db_codes.shape[0] if k is None else k
-    return HammingIndex(db_codes, backend).search(query_codes, k)
+def _blocked_average_precisions(query_codes, db_codes, query_labels, db_labels, k, backend):
+    """Search and score in query blocks, so (block, k) rankings bound memory even for k = whole database."""
+    queries = check_codes(query_codes, "query codes")
+    index = HammingIndex(db_codes, backend)
+    k = len(index) if k is None else k
+    query_labels = _labels(query_labels, "query labels")
+    if query_labels.shape[0] != queries.shape[0]:
+        raise PadhashError(f"{queries.shape[0]} query codes but {query_labels.shape[0]} query label rows")
+    block = max(1, _SEARCH_BLOCK_ELEMENTS // max(1, min(k, len(index))))
+    aps, hits = [], []
+    for q0 in range(0, queries.shape[0], block):
+        _, idx = index.search(queries[q0:q0 + block], k)
+        ap, hit = average_precisions(idx, query_labels[q0:q0 + block], db_labels)
+        aps.append(ap)
+        hits.append(hit)
+    return torch.cat(aps), torch.cat(hits)
 
 
 def map_at_k(query_codes, db_codes, query_labels, db_labels, k: int | None = None, *, drop_empty: bool = False,
              backend: str = "auto") -> float:
     """mAP@k of Hamming ranking (k None = the whole database)."""
-    _, idx = _search(query_codes, db_codes, k, backend)
-    return mean_average_precision(idx, query_labels, db_labels, drop_empty=drop_empty)
+    return _mean_ap(*_blocked_average_precisions(query_codes, db_codes, query_labels, db_labels, k, backend),
+                    drop_empty)
 
 
 def t_map_at_k(query_codes, db_codes, target_labels, db_labels, k: int | None = None, *, drop_empty: bool = False,
                backend: str = "auto") -> float:
     """Targeted mAP@k: mAP with each query's label replaced by the target label ((Q, C) or one (C,) vector)."""
-    _, idx = _search(query_codes, db_codes, k, backend)
-    target = _query_targets(target_labels, idx.shape[0], _labels(db_labels, "database labels").shape[1], "target labels")
-    return mean_average_precision(idx, target, db_labels, drop_empty=drop_empty)
+    n_queries = check_codes(query_codes, "query codes").shape[0]
+    target = _query_targets(target_labels, n_queries, _labels(db_labels, "database labels").shape[1], "target labels")
+    return _mean_ap(*_blocked_average_precisions(query_codes, db_codes, target, db_labels, k, backend), drop_empty)
 
 
 def precision_at_k(ranked_idx, query_labels, db_labels) -> float:
     """Mean over queries of the fraction of relevant items among the ranked ones (k = ranked_idx.shape[1])."""
-    fractions = [rel.double().mean(dim=1) for rel in relevance(ranked_idx, query_labels, db_labels)]
-    return float(torch.cat(fractions).mean()) if fractions else 0.0
+    _, hits = average_precisions(ranked_idx, query_labels, db_labels)
+    k = torch.as_tensor(ranked_idx).shape[1]
+    return float((hits.double() / k).mean()) if hits.numel() and k else 0.0
 
 
 def pr_curve(query_codes, db_codes, query_labels, db_labels) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +139,7 @@ def pr_curve(query_codes, db_codes, query_labels, db_labels) -> tuple[np.ndarray
     retrieved = torch.zeros(queries.shape[0], bits + 1, dtype=torch.float64, device=queries.device)
     relevant = torch.zeros_like(retrieved)
     db_float = db.float()
-    block = max(1, _BLOCK_ELEMENTS // max(1, n_db))
+    block = max(1, _PR_BLOCK_ELEMENTS // max(1, n_db))
     for q0 in range(0, queries.shape[0], block):
         q1 = min(queries.shape[0], q0 + block)
         dist = ((bits - queries[q0:q1].float() @ db_float.T) / 2).round().long()
@@ -167,7 +173,7 @@ def asr_at_k(ranked_idx, db_labels, target_labels, *, threshold: float = 0.3) ->
     k = ranked_idx.shape[1]
     if k == 0:
         raise PadhashError("ASR needs at least one retrieved item per query (k >= 1)")
-    hits = torch.cat([rel.sum(dim=1) for rel in relevance(ranked_idx, target, db_labels)]).cpu()
+    _, hits = average_precisions(ranked_idx, target, db_labels)
     success = hits.double() >= threshold * k - 1e-9
     asr = float(success.double().mean()) if success.numel() else 0.0
     return asr, hits.double() / k

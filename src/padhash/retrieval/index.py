@@ -23,28 +23,13 @@ from padhash.retrieval.codes import check_codes, pack_codes
 
 BACKENDS = ("auto", "numba", "faiss", "torch")
 
-# torch backend: distance elements per query block (int64 keys: 2^23 elements = 64 MiB).
-_TORCH_BLOCK_ELEMENTS = 1 << 23
+# torch backend: distance elements per query block (int64 keys: 2^23 elements = 64 MiB; 512 MiB on a GPU).
+_TORCH_BLOCK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 26}
 # numba backend: queries per block (they share each database chunk in cache), and the cap on the
 # candidate buffers one block holds (large k gets smaller blocks).
 _NUMBA_BLOCK = 16
 _NUMBA_BLOCK_BYTES = 64 << 20
-
-
-def _numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _faiss_available() -> bool:
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
+_NUMBA_MIN_SLACK = 4096  # buffer slots beyond k before a compaction
 
 
 class HammingIndex:
@@ -59,6 +44,8 @@ class HammingIndex:
         if block_size is not None and block_size < 1:
             raise PadhashError(f"block_size must be >= 1, got {block_size}")
         self.db_codes = check_codes(db_codes, "database codes")
+        if self.db_codes.shape[0] == 0:
+            raise PadhashError("database codes: the database is empty")
         self.bits = self.db_codes.shape[1]
         if self.bits > 65535:
             raise PadhashError(f"codes of {self.bits} bits are longer than the 65535 bits supported")
@@ -70,20 +57,12 @@ class HammingIndex:
         return self.db_codes.shape[0]
 
     def resolve_backend(self, device: torch.device) -> str:
-        """The backend that serves queries on ``device``."""
-        if self.backend != "auto":
-            if self.backend in ("numba", "faiss") and device.type != "cpu":
-                raise PadhashError(f"retrieval backend {self.backend!r} runs on CPU only; use 'torch' for {device}")
-            if self.backend == "numba" and not _numba_available():
-                raise PadhashError("retrieval backend 'numba' needs the numba package (pip install numba)")
-            if self.backend == "faiss" and not _faiss_available():
-                raise PadhashError("retrieval backend 'faiss' needs the faiss-cpu package (pip install faiss-cpu)")
-            return self.backend
-        if device.type != "cpu":
-            return "torch"
-        if _numba_available():
-            return "numba"
-        return "faiss" if _faiss_available() else "torch"
+        """The backend that serves queries on ``device``: ``auto`` = numba on CPU, torch on CUDA."""
+        if self.backend == "auto":
+            return "numba" if device.type == "cpu" else "torch"
+        if self.backend in ("numba", "faiss") and device.type != "cpu":
+            raise PadhashError(f"retrieval backend {self.backend!r} runs on CPU only; use 'torch' for {device}")
+        return self.backend
 
     def search(self, query_codes, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(distances int32 (Q, k), indices int64 (Q, k)); ascending distance, ties by index; k > N is clipped."""
@@ -115,7 +94,7 @@ class HammingIndex:
         query_words = pack_codes(queries, word_bytes=8).view(np.uint64)
         n_queries = query_words.shape[0]
         # Buffer of accepted candidates per query (compacted to k when full): 10 bytes per slot.
-        capacity = min(len(self), k + max(k, 4096))
+        capacity = min(len(self), k + max(k, _NUMBA_MIN_SLACK))
         block = self.block_size or max(1, min(_NUMBA_BLOCK, _NUMBA_BLOCK_BYTES // (10 * capacity)))
         out_dist = np.empty((n_queries, k), np.int32)
         out_idx = np.empty((n_queries, k), np.int64)
@@ -161,7 +140,7 @@ class HammingIndex:
         db = self._prepare(("torch", str(device), dtype), lambda: self.db_codes.to(device=device, dtype=dtype))
         n_db = db.shape[0]
         db_index = torch.arange(n_db, device=device)
-        block = self.block_size or max(1, _TORCH_BLOCK_ELEMENTS // n_db)
+        block = self.block_size or max(1, _TORCH_BLOCK_ELEMENTS.get(device.type, 1 << 23) // n_db)
         out_dist = torch.empty(queries.shape[0], k, dtype=torch.int32, device=device)
         out_idx = torch.empty(queries.shape[0], k, dtype=torch.int64, device=device)
         for q0 in range(0, queries.shape[0], block):

@@ -1,0 +1,196 @@
+"""Exact Hamming top-k search and mAP@k: padhash vs FAISS's flat binary index vs a CalcTopMap-style loop.
+
+On random codes (uniform bits, 10 one-hot classes), times in one run on the same data:
+- padhash search (``HammingIndex``, exact, ties by index) and padhash search + mAP@k;
+- FAISS ``IndexBinaryFlat.search`` (raw: its tie order at the k-th distance is arbitrary);
+- padhash's other backends (``faiss`` with the exact tie fix-up, ``torch`` float matmul + topk);
+- a per-query numpy loop in the style of DeepHash-pytorch's ``CalcTopMap`` (search + mAP);
+then prints the ratios and a scaling table over database size and code length (padhash vs FAISS search).
+Times are the best of ``--repeats`` runs after a warm-up (the first call's JIT compile / cache load is reported
+separately). Threads: torch, numba and FAISS use every core unless ``--threads`` says otherwise.
+
+    .venv/bin/python benchmarks/retrieval.py            # the issue's measurement: 10k x 50k, 64 bits, top-1000
+    .venv/bin/python benchmarks/retrieval.py --quick    # small sizes, seconds
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--queries", type=int, default=10_000)
+    ap.add_argument("--database", type=int, default=50_000)
+    ap.add_argument("--bits", type=int, default=64)
+    ap.add_argument("--topk", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=3, help="best of this many runs (slow baselines run once)")
+    ap.add_argument("--index", default="auto", help="padhash backend to time: auto | numba | faiss | torch")
+    ap.add_argument("--loop-queries", type=int, default=None,
+                    help="run the CalcTopMap-style loop on this many queries and scale its time linearly "
+                         "(default: all queries, no extrapolation)")
+    ap.add_argument("--scaling-queries", type=int, default=1000)
+    ap.add_argument("--scaling-databases", default="10000,100000,1000000")
+    ap.add_argument("--scaling-bits", default="16,32,64,128")
+    ap.add_argument("--no-scaling", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="threads for torch / numba / FAISS (default: all)")
+    ap.add_argument("--quick", action="store_true", help="2k x 10k main run, small scaling table")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.quick:
+        args.queries, args.database, args.repeats, args.loop_queries = 2000, 10_000, 2, 200
+        args.scaling_queries, args.scaling_databases, args.scaling_bits = 200, "10000,100000", "32,64"
+    return args
+
+
+args = parse_args()
+if args.threads is not None:  # numba and OpenMP read these at import
+    os.environ["NUMBA_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
+
+import faiss  # noqa: E402
+import numba  # noqa: E402
+import torch  # noqa: E402
+
+from padhash.experiments.report import markdown_table  # noqa: E402
+from padhash.metrics import mean_average_precision  # noqa: E402
+from padhash.retrieval import HammingIndex, pack_codes  # noqa: E402
+
+
+def random_codes(rng: np.random.Generator, n: int, bits: int) -> torch.Tensor:
+    return torch.from_numpy(rng.integers(0, 2, size=(n, bits), dtype=np.int8) * 2 - 1)
+
+
+def best_time(fn, repeats: int):
+    """(best wall seconds, last result) over ``repeats`` calls."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def calc_top_map_loop(q_codes: np.ndarray, db_codes: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray,
+                      topk: int) -> float:
+    """DeepHash-pytorch ``utils/tools.py:CalcTopMap`` as written there: per query, distances, argsort, AP."""
+    num_query = q_labels.shape[0]
+    topkmap = 0.0
+    for i in range(num_query):
+        gnd = (np.dot(q_labels[i, :], db_labels.transpose()) > 0).astype(np.float32)
+        hamm = 0.5 * (db_codes.shape[1] - np.dot(q_codes[i, :], db_codes.transpose()))
+        ind = np.argsort(hamm)
+        gnd = gnd[ind]
+        tgnd = gnd[0:topk]
+        tsum = np.sum(tgnd).astype(int)
+        if tsum == 0:
+            continue
+        count = np.linspace(1, tsum, tsum)
+        tindex = np.asarray(np.where(tgnd == 1)) + 1.0
+        topkmap += np.mean(count / tindex)
+    return topkmap / num_query
+
+
+def faiss_flat(db_codes: torch.Tensor) -> faiss.IndexBinaryFlat:
+    packed = pack_codes(db_codes)
+    index = faiss.IndexBinaryFlat(packed.shape[1] * 8)
+    index.add(packed)
+    return index
+
+
+def fmt(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+def main_run(rng: np.random.Generator) -> None:
+    q_codes = random_codes(rng, args.queries, args.bits)
+    db_codes = random_codes(rng, args.database, args.bits)
+    classes = 10
+    q_labels = torch.nn.functional.one_hot(torch.from_numpy(rng.integers(0, classes, args.queries)), classes).float()
+    db_labels = torch.nn.functional.one_hot(torch.from_numpy(rng.integers(0, classes, args.database)), classes).float()
+    k = args.topk
+    print(f"## {args.queries} queries x {args.database} database, {args.bits} bits, top-{k}\n")
+
+    index = HammingIndex(db_codes, args.index)
+    backend = index.resolve_backend(torch.device("cpu"))
+    start = time.perf_counter()
+    index.search(q_codes[:8], k)  # JIT compile or cache load, and the database packing
+    first_call = time.perf_counter() - start
+    t_search, (_, idx) = best_time(lambda: index.search(q_codes, k), args.repeats)
+    t_map, _ = best_time(lambda: mean_average_precision(idx, q_labels, db_labels), args.repeats)
+
+    def search_and_map():
+        return mean_average_precision(index.search(q_codes, k)[1], q_labels, db_labels)
+
+    t_search_map, our_map = best_time(search_and_map, args.repeats)
+
+    flat = faiss_flat(db_codes)
+    packed_q = pack_codes(q_codes)
+    flat.search(packed_q[:8], k)
+    t_faiss, _ = best_time(lambda: flat.search(packed_q, k), args.repeats)
+
+    rows = [
+        [f"padhash search ({backend})", fmt(t_search), ""],
+        ["padhash mAP@k from the ranking", fmt(t_map), ""],
+        [f"padhash search + mAP@k ({backend})", fmt(t_search_map), f"mAP {our_map:.4f}"],
+        ["FAISS IndexBinaryFlat search (ties arbitrary)", fmt(t_faiss), ""],
+    ]
+    others = [b for b in ("faiss", "torch") if b != backend]
+    for other in others:
+        other_index = HammingIndex(db_codes, other)
+        other_index.search(q_codes[:8], k)
+        t_other, (_, other_idx) = best_time(lambda: other_index.search(q_codes, k), 1)
+        same = bool(torch.equal(other_idx, idx))
+        rows.append([f"padhash search ({other})", fmt(t_other), f"identical ranking: {same}"])
+
+    n_loop = args.loop_queries or args.queries
+    q_np, db_np = q_codes[:n_loop].float().numpy(), db_codes.float().numpy()
+    t_loop, loop_map = best_time(
+        lambda: calc_top_map_loop(q_np, db_np, q_labels[:n_loop].numpy(), db_labels.numpy(), k), 1)
+    t_loop_all = t_loop * args.queries / n_loop
+    note = f"mAP {loop_map:.4f} (unstable tie order)"
+    if n_loop < args.queries:
+        note += f"; timed on {n_loop} queries, scaled x{args.queries / n_loop:g}"
+    rows.append(["CalcTopMap-style numpy loop, search + mAP@k", fmt(t_loop_all), note])
+    print(markdown_table(["what", "seconds", "note"], rows))
+    print(f"\nfirst padhash call (JIT compile or cache load + packing the database): {first_call:.2f} s")
+    print(f"search speed-up over FAISS flat: **{t_faiss / t_search:.1f}x** (goal >= 3x)")
+    print(f"search + mAP@{k} speed-up over the CalcTopMap loop: **{t_loop_all / t_search_map:.1f}x** (goal >= 90x)\n")
+
+
+def scaling(rng: np.random.Generator) -> None:
+    databases = [int(x) for x in args.scaling_databases.split(",")]
+    bit_lengths = [int(x) for x in args.scaling_bits.split(",")]
+    n_q, k = args.scaling_queries, args.topk
+    print(f"## Scaling: {n_q} queries, top-{k}, search only (seconds, best of {args.repeats})\n")
+    rows = []
+    for n_db in databases:
+        for bits in bit_lengths:
+            q_codes, db_codes = random_codes(rng, n_q, bits), random_codes(rng, n_db, bits)
+            index = HammingIndex(db_codes, args.index)
+            index.search(q_codes[:8], k)
+            t_ours, _ = best_time(lambda: index.search(q_codes, k), args.repeats)
+            flat, packed_q = faiss_flat(db_codes), pack_codes(q_codes)
+            t_faiss, _ = best_time(lambda: flat.search(packed_q, k), args.repeats)
+            rows.append([f"{n_db:,}", bits, fmt(t_ours), fmt(t_faiss), f"{t_faiss / t_ours:.1f}x"])
+            print(f"  {n_db} x {bits} bits done", flush=True)
+            del index, flat, db_codes
+    print()
+    print(markdown_table(["database", "bits", "padhash", "FAISS flat", "speed-up"], rows))
+
+
+def main() -> None:
+    load = os.getloadavg()
+    print(f"threads: torch {torch.get_num_threads()}, numba {numba.get_num_threads()}, "
+          f"FAISS {faiss.omp_get_max_threads()}; cores {os.cpu_count()}; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+    rng = np.random.default_rng(args.seed)
+    main_run(rng)
+    if not args.no_scaling:
+        scaling(rng)
+
+
+if __name__ == "__main__":
+    main()
