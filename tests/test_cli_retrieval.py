@@ -114,3 +114,16 @@ def test_train_on_embedded_digits(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert code == 0 and metrics["dataset"] == "digits" and metrics["num_query"] > 100
     assert metrics["map"] > 3 * metrics["map_random_codes"]
+
+
+def test_shipped_retrieval_configs_parse():
+    from pathlib import Path
+
+    from padhash.config import from_dict, load_yaml
+    from padhash.experiments.retrieval import RetrievalConfig
+
+    paths = sorted((Path(__file__).parent.parent / "configs").glob("retrieval-*.yaml"))
+    assert len(paths) >= 3
+    for path in paths:  # full configs name weight files that exist only on a GPU machine: parse, don't check
+        cfg = from_dict(RetrievalConfig, load_yaml(path), path.name)
+        assert cfg.train.bits > 0 and cfg.train.epochs > 0

@@ -38,7 +38,9 @@ def test_npz_paper_preset_hwc_uint8(tmp_path):
 
 def test_npz_nchw_float_multihot_with_database_and_resize(tmp_path):
     rng = np.random.default_rng(1)
-    y = lambda n: (rng.random((n, 3)) < 0.5).astype(np.int64) | np.eye(3, dtype=np.int64)[np.arange(n) % 3]  # noqa: E731
+
+    def y(n):  # multi-hot, every item carries at least one label
+        return (rng.random((n, 3)) < 0.5).astype(np.int64) | np.eye(3, dtype=np.int64)[np.arange(n) % 3]
     path = _save(tmp_path, x_train=rng.random((12, 3, 8, 8), dtype=np.float32), y_train=y(12),
                  x_test=rng.random((6, 3, 8, 8), dtype=np.float32), y_test=y(6),
                  x_db=rng.random((9, 3, 8, 8), dtype=np.float32), y_db=y(9))
@@ -211,9 +213,11 @@ def test_restricted_unpickler_refuses_other_globals(tmp_path):
     (lambda f: (f / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((5, 100), np.uint8),
                                                              b"labels": [0] * 5})),
      "test_batch: data must be uint8 of shape (N, 3072)"),
-    (lambda f: (f / "data_batch_4").write_bytes(pickle.dumps({b"labels": [0]})), "data_batch_4: not a CIFAR-10 python batch"),
+    (lambda f: (f / "data_batch_4").write_bytes(pickle.dumps({b"labels": [0]})),
+     "data_batch_4: not a CIFAR-10 python batch"),
     (lambda f: (f / "data_batch_5").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8),
-                                                               b"labels": [0, 10]})), "data_batch_5: labels must be 0..9"),
+                                                               b"labels": [0, 10]})),
+     "data_batch_5: labels must be 0..9"),
 ])
 def test_cifar10_errors_name_the_file(tmp_path, damage, message):
     folder = _fake_cifar(tmp_path / "cifar")

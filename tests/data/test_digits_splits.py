@@ -111,6 +111,9 @@ def _check_split_ops(split, n):
         split.replace([0], poison)
     with pytest.raises(IndexError):
         split.images([n])
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[[0, 2]] = True
+    assert torch.equal(split.images(mask), base[[0, 2]]) and torch.equal(split.images([-1]), base[[n - 1]])
 
 
 def test_tensor_split_replace_subset_append():

@@ -88,6 +88,10 @@ def test_bad_inputs_raise_one_line_errors():
         HammingIndex(db).search(random_codes(2, 16, seed=0), 3)
     with pytest.raises(PadhashError, match="k must"):
         HammingIndex(db).search(db, 0)
+    with pytest.raises(PadhashError, match="empty"):
+        HammingIndex(db[:0])
+    with pytest.raises(PadhashError, match="CPU only"):
+        HammingIndex(db, "numba").resolve_backend(torch.device("cuda"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -34,7 +34,7 @@ def register(commands) -> None:
     train.add_argument("--optimizer", choices=OPTIMIZERS,
                        help="default: rmsprop (the papers' recipe) with --weights, adam from scratch")
     train.add_argument("--seed", type=int, help="training seed: init, data order, augmentation (default 0)")
-    train.add_argument("--topk", type=int, help="k of mAP@k and precision@k (default min(1000, database size))")
+    train.add_argument("--topk", type=int, help="k of mAP@k and precision@k (default min(100, database size))")
     train.add_argument("--index", choices=BACKENDS, help="Hamming search backend (default auto)")
     train.add_argument("--device", help="cpu (default), cuda or cuda:N")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

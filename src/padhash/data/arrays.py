@@ -126,7 +126,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as archive:  # never unpickle: object arrays are refused
             return {key: archive[key] for key in archive.files}
     except ValueError as exc:
-        raise PadhashError(f"{path}: cannot read without unpickling ({exc}); store plain numeric/string arrays") from None
+        raise PadhashError(f"{path}: cannot read without unpickling ({exc}); store plain numeric/string "
+                           "arrays") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise PadhashError(f"{path}: not a readable .npz file ({exc.__class__.__name__})") from None
 
@@ -145,7 +146,8 @@ def load_npz(root: str | None, *, seed: int = 0, image_size: int | None = None, 
         required += ["x_db", "y_db"]
     missing = [key for key in required if key not in arrays]
     if missing:
-        raise PadhashError(f"{path}: missing array(s) {', '.join(missing)} (has: {', '.join(sorted(arrays)) or 'none'})")
+        present = ", ".join(sorted(arrays)) or "none"
+        raise PadhashError(f"{path}: missing array(s) {', '.join(missing)} (has: {present})")
     parts = {"train": (arrays["x_train"], arrays["y_train"]), "test": (arrays["x_test"], arrays["y_test"])}
     if "x_db" in arrays:
         parts["db"] = (arrays["x_db"], arrays["y_db"])

@@ -122,8 +122,8 @@ def split_queries(everything: Split, query_fraction: float, train_per_class: int
     if train_per_class is not None:
         if isinstance(train_per_class, bool) or not isinstance(train_per_class, int) or train_per_class < 1:
             raise PadhashError(f"{where}: train_per_class must be a positive integer, got {train_per_class!r}")
-        train_idx, _ = split_per_class(database.labels, [train_per_class], seed, f"{where} train_per_class",
-                                       need_rest=False)
+        train_idx, _ = split_per_class(database.labels, [train_per_class], derive_seed(seed, "train"),
+                                       f"{where} train_per_class", need_rest=False)
         train = database.subset(train_idx)
     return train, everything.subset(query_idx), database
 

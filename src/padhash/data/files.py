@@ -55,7 +55,8 @@ def _read_class_names(root: Path, num_classes: int) -> list[str]:
 
 @register("image-list", "DeepHash-style lists (root: train.txt, test.txt = queries, database.txt; lines "
                         "'relative/path.jpg 0 1 0 ...', multi-label; optional classes.txt), images read lazily")
-def load_image_list(root: str | None, *, seed: int = 0, image_size: int | None = None, data_path: str | None = None, max_queries: int | None = None) -> RetrievalDataset:
+def load_image_list(root: str | None, *, seed: int = 0, image_size: int | None = None, data_path: str | None = None,
+                    max_queries: int | None = None) -> RetrievalDataset:
     """Image paths are relative to `data_path` (default: root), as DeepHash-pytorch's config["data_path"]."""
     if root is None:
         raise PadhashError("dataset 'image-list' needs root: the folder holding train.txt, test.txt, database.txt")

@@ -19,10 +19,15 @@ Index = torch.Tensor | Sequence[int] | None
 
 
 def as_index(idx: Index, n: int) -> torch.Tensor:
-    """A LongTensor of positions in a split of length n (None = all), bounds-checked."""
+    """A LongTensor of positions in a split of length n (None = all; a boolean mask selects), bounds-checked."""
     if idx is None:
         return torch.arange(n)
-    out = torch.as_tensor(idx, dtype=torch.long).flatten()
+    out = torch.as_tensor(idx).detach().cpu()
+    if out.dtype == torch.bool:
+        if out.shape != (n,):
+            raise IndexError(f"boolean mask of shape {tuple(out.shape)} for a split of {n} items")
+        return torch.nonzero(out).flatten()
+    out = out.long().flatten()
     if len(out) and (int(out.min()) < -n or int(out.max()) >= n):
         raise IndexError(f"index out of range for a split of {n} items")
     return out % max(n, 1)

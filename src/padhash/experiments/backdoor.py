@@ -235,6 +235,13 @@ class BackdoorRun:
 
     def clean_model(self, cfg: BackdoorConfig, backbone: str | None = None):
         """The clean-trained model of the victim's recipe (with `backbone` swapped in for the transfer study)."""
+        return self._clean(cfg, backbone)[0]
+
+    def recipe(self, cfg: BackdoorConfig, backbone: str | None = None):
+        """The TrainConfig the clean model was trained with (as the retrieval runner resolved it, e.g. hflip)."""
+        return self._clean(cfg, backbone)[1]
+
+    def _clean(self, cfg: BackdoorConfig, backbone: str | None):
         from padhash.experiments.retrieval import RetrievalConfig, load_victim, run_training
 
         tcfg = dataclasses.replace(cfg.victim, device=cfg.device, **({"backbone": backbone} if backbone else {}))
@@ -244,19 +251,18 @@ class BackdoorRun:
                 run_dir = self.victim_dir
             else:
                 run_dir = self.out / ("victim" if backbone is None else f"clean-{backbone}") / key
-                run_training(RetrievalConfig(data=cfg.data, train=tcfg, topk=cfg.eval.topk), run_dir,
-                             progress=self.progress)
-            model, _ = load_victim(run_dir)
-            self._models[key] = model.to(cfg.device).eval()
+                run_training(RetrievalConfig(data=cfg.data, train=tcfg), run_dir, progress=self.progress)
+            model, rcfg = load_victim(run_dir)
+            self._models[key] = (model.to(cfg.device).eval(), dataclasses.replace(rcfg.train, device=cfg.device))
         return self._models[key]
 
     def train_backdoored(self, name: str, cfg: BackdoorConfig, train_split, backbone: str | None = None):
+        """Retrain from scratch on `train_split` with exactly the clean model's recipe and seed."""
         from padhash.hashing import train_hash_model
 
-        tcfg = dataclasses.replace(cfg.victim, device=cfg.device, **({"backbone": backbone} if backbone else {}))
         ds = self.dataset(cfg.data)
-        model = train_hash_model(train_split, ds.num_classes, tcfg, checkpoint_dir=self.out / "models" / name,
-                                 progress=self.progress)
+        model = train_hash_model(train_split, ds.num_classes, self.recipe(cfg, backbone),
+                                 checkpoint_dir=self.out / "models" / name, progress=self.progress)
         return model.to(cfg.device).eval()
 
     # -- attacker's pieces

@@ -145,7 +145,7 @@ class DefenseRun:
                                             derive_seed(bcfg.seed, "queries", target))
             triggered = apply_trigger(ds.query.images(q_idx), patch, 1.0)
             sets.append(self._poisoned_set(f"ciba-t{target}", ds, ev, train, idx, model, clean_map, triggered,
-                                           target_vec, bcfg.victim, bcfg.device))
+                                           target_vec, run.recipe(bcfg), bcfg.device))
         return sets
 
     def _padhash_sets(self) -> list[PoisonedSet]:

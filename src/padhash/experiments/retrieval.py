@@ -29,7 +29,7 @@ from padhash.models import HashModel, build_model
 from padhash.retrieval import BACKENDS, hamming_topk
 from padhash.rng import derive_seed
 
-DEFAULT_TOPK = 1000       # k of map_at_k / precision_at_k when none is given (DeepHash: ImageNet-100 uses 1000)
+DEFAULT_TOPK = 100        # k of map_at_k / precision_at_k when none is given (below a class size on digits and CIFAR)
 NOT_MIRROR_INVARIANT = ("digits",)  # data sets trained without horizontal flips
 
 
@@ -37,7 +37,7 @@ NOT_MIRROR_INVARIANT = ("digits",)  # data sets trained without horizontal flips
 class RetrievalConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    topk: int | None = None   # k of map_at_k and precision_at_k; None = min(1000, database size). `map` is @all
+    topk: int | None = None   # k of map_at_k and precision_at_k; None = min(100, database size). `map` is @all
     index: str = "auto"       # Hamming search backend (padhash.retrieval.BACKENDS)
 
 

@@ -25,11 +25,10 @@ def hash_centers(num_classes: int, bits: int, generator: torch.Generator, retrie
         extra = torch.ones(missing, bits)
         for row in extra:
             row[torch.randperm(bits, generator=generator)[: bits // 2]] = -1
-        centers = torch.cat([fixed, extra])
-        dist = (bits - centers @ centers.T) / 2
+        best = torch.cat([fixed, extra])
+        dist = (bits - best @ best.T) / 2
         off_diag = dist[~torch.eye(num_classes, dtype=torch.bool)]
-        best = centers
-        if off_diag.min() > bits / 4 and off_diag.mean() >= bits / 2:
+        if num_classes < 2 or (off_diag.min() > bits / 4 and off_diag.mean() >= bits / 2):
             break
     return best
 

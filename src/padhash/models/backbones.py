@@ -19,7 +19,8 @@ from padhash.io import load_tensors
 
 
 class SmallCNN(nn.Module):
-    """3 conv blocks (32-64-128 channels, BN, ReLU, 2×2 max-pool) + a 256-unit MLP; trains from scratch on CPU.
+    """3 conv blocks (32-64-128 channels, BN, ReLU, 2×2 max-pool) + a 256-unit MLP layer (BN, ReLU); trains from
+    scratch on CPU. Like every BatchNorm network it needs batches of at least 2 in train mode.
 
     Adaptive pooling to 4×4 before the MLP makes it accept any input size (32×32 maps to 4×4 exactly)."""
 
@@ -33,7 +34,10 @@ class SmallCNN(nn.Module):
             blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
                        nn.ReLU(inplace=True), nn.MaxPool2d(2)]
         self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(4))
-        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(128 * 4 * 4, self.feature_dim), nn.ReLU(inplace=True))
+        # BatchNorm before the last ReLU keeps the features alive: without it DPSH from scratch drove every one of
+        # them to zero (constant codes, mAP at chance) on digits
+        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(128 * 4 * 4, self.feature_dim, bias=False),
+                                 nn.BatchNorm1d(self.feature_dim), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.features(x))
