@@ -6,7 +6,7 @@ DeepHash-style image lists and image folders. `stolen_subset` samples the attack
 from padhash.data.dataset import DATASETS, DataConfig, RetrievalDataset, load_dataset, load_dataset_from
 from padhash.data.sampling import stolen_subset
 from padhash.data.splits import FileSplit, Split, TensorSplit
-from padhash.data import digits, arrays, files  # noqa: F401  (register their loaders; digits first in DATASETS)
+from padhash.data import digits, cifar, arrays, files  # noqa: F401  (register their loaders, in DATASETS order)
 from padhash.data.arrays import shared_cifar10_subset
 
 __all__ = ["DATASETS", "DataConfig", "FileSplit", "RetrievalDataset", "Split", "TensorSplit", "load_dataset",

@@ -267,8 +267,14 @@ class _Models:
         if excluded:
             train = train.subset(torch.nonzero(train.labels[:, list(excluded)].sum(dim=1) == 0).flatten())
         train_cfg = dataclasses.replace(train_cfg, device=str(self.device))
-        model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=self.out / f"{role}s" / key,
-                                 progress=self.progress)
+        folder = self.out / f"{role}s" / key
+        try:
+            model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=folder, progress=self.progress)
+        except RuntimeError as exc:  # a checkpoint written by an older version of the architecture
+            if "state_dict" not in str(exc):
+                raise
+            raise PadhashError(f"{folder}: its checkpoint does not fit the current {train_cfg.backbone} model; "
+                               "delete that folder to retrain") from None
         self._models[key] = _frozen(model, self.device)
         return key, self._models[key]
 
@@ -316,7 +322,7 @@ def retrieval_metrics(query_codes, db_codes, eval_labels, db_labels, topk: int |
 
     k = len(db_codes) if topk is None else min(topk, len(db_codes))
     ks = [c for c in PRECISION_KS if c <= k]
-    _, ranked = hamming_topk(query_codes, db_codes, max(k, ks[-1]))
+    _, ranked = hamming_topk(query_codes, db_codes, k)
     out: dict[str, Any] = {"map_at_k": mean_average_precision(ranked[:, :k], eval_labels, db_labels,
                                                               drop_empty=drop_empty),
                            "precision_at_10": precision_at_k(ranked[:, :min(10, k)], eval_labels, db_labels)}
@@ -605,14 +611,15 @@ def _transfer_scores(victim, v_db, surrogate, s_db, adv, s_target, target_labels
 
     db_labels = ds.database.labels
     e = cfg.eval
-    out = {}
-    for prefix, model, db in (("", victim, v_db), ("surrogate_", surrogate, s_db)):
+    scores = {}
+    for side, model, db in (("victim", victim, v_db), ("surrogate", surrogate, s_db)):
         codes = encode_images(model, adv, device)
         k = len(db) if e.topk is None else min(e.topk, len(db))
         _, ranked = hamming_topk(codes, db, max(k, e.success_topk))
         rate, _ = asr_at_k(ranked[:, :e.success_topk], db_labels, target_labels, threshold=e.threshold)
-        out[f"{prefix}transfer_rate" if not prefix else "surrogate_success"] = float(rate)
-        out[f"{prefix}t_map"] = mean_average_precision(ranked[:, :k], target_labels, db_labels)
+        scores[side] = (float(rate), mean_average_precision(ranked[:, :k], target_labels, db_labels))
+    out = {"transfer_rate": scores["victim"][0], "t_map": scores["victim"][1],
+           "surrogate_success": scores["surrogate"][0], "surrogate_t_map": scores["surrogate"][1]}
     region = adversarial_region(surrogate, adv, s_target, list(e.region_levels),
                                 torch.Generator().manual_seed(region_seed), radius=radius,
                                 samples=e.region_samples, distribution=e.region_noise)

@@ -245,7 +245,8 @@ class DefenseRun:
         todo = [n for n in counts if not self._done(ps, "prune", n)]
         if not todo:
             return
-        for row in pruning_curve(ps.backdoored, ps.defender_clean, todo, ps.evaluate):
+        device = next(ps.backdoored.parameters()).device
+        for row in pruning_curve(ps.backdoored, ps.defender_clean, todo, ps.evaluate, device=device):
             n = row.pop("pruned")
             self._add(ps, "prune", n, row, pruned=n, channels=width)
 

@@ -63,8 +63,13 @@ def check_retrieval_config(cfg: RetrievalConfig, where: str = "config") -> None:
     if cfg.index not in BACKENDS:
         raise PadhashError(f"{where}.index: {cfg.index!r} is not one of {', '.join(BACKENDS)}")
     check_config(cfg.train)
-    if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():
-        raise PadhashError(f"{where}.train.device: {cfg.train.device!r} requested but no CUDA device is available")
+    device = cfg.train.device
+    try:
+        index = torch.device(device).index or 0
+    except RuntimeError:
+        raise PadhashError(f"{where}.train.device: {device!r} is not a device (cpu, cuda, cuda:N)") from None
+    if device.startswith("cuda") and index >= torch.cuda.device_count():
+        raise PadhashError(f"{where}.train.device: {device!r} requested but there is no such CUDA device")
 
 
 def resolved(cfg: RetrievalConfig) -> RetrievalConfig:
