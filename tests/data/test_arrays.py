@@ -52,6 +52,11 @@ def test_npz_deephash_preset_counts_and_determinism(tmp_path):
     assert len(ds.database) == 100 - 12 - 20
     again = load_dataset("npz", path, preset="deephash", query_per_class=3, train_per_class=5, seed=7)
     assert torch.equal(ds.train.images(), again.train.images())
+    mixed = _arrays(np.random.default_rng(2), n_train=80, n_test=20)
+    mixed["x_test"] = mixed["x_test"].astype(np.float32) / 255  # float parts pooled with uint8 ones
+    as_float = load_dataset("npz", _save(tmp_path, "mixed.npz", **mixed), preset="deephash", query_per_class=3,
+                            train_per_class=5, seed=7)
+    assert torch.allclose(as_float.database.images(), ds.database.images(), atol=1e-6)
     # the three splits are disjoint and cover the pooled images
     pooled = torch.cat([ds.query.images(), ds.train.images(), ds.database.images()]).flatten(1)
     assert len(torch.unique(pooled, dim=0)) == 100

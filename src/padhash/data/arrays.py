@@ -95,6 +95,8 @@ def build_from_arrays(name: str, source: str, parts: dict[str, tuple[np.ndarray,
         if images[part].shape[-1] != images["train"].shape[-1]:
             raise PadhashError(f"{source}: {x_name} images are {images[part].shape[-1]} pixels wide, "
                                f"x_train's are {images['train'].shape[-1]}")
+    if len({x.dtype for x in images.values()}) > 1:  # uint8 beside float parts: scale all to [0,1] before pooling
+        images = {part: _float_images(x, None) for part, x in images.items()}
 
     def split(part_images: torch.Tensor, part_labels: torch.Tensor) -> TensorSplit:
         return TensorSplit(_float_images(part_images, image_size), part_labels)
