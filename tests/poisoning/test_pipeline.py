@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 from padhash.errors import PadhashError
 from tests.poisoning import fake_stack

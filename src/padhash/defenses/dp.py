@@ -43,7 +43,7 @@ def dp_step(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, index: 
         scale = (dp.clip / (norm + 1e-12)).clamp(max=1.0)
         for t, g in zip(total, grads):
             t.add_(g * scale)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     for p, t in zip(params, total):
         noise = torch.randn(t.shape, generator=generator).to(t) * dp.noise if dp.noise > 0 else 0.0
         p.grad = t / len(chunks) + noise

@@ -326,6 +326,8 @@ class BackdoorRun:
     def run(self) -> dict:
         cfg = self.cfg
         axis, values = next(iter(cfg.sweep.items()), (None, [None]))
+        if self.victim_dir is not None and axis and axis.split(".")[0] in ("victim", "data"):
+            raise PadhashError(f"sweep.{axis}: a sweep over the victim or the data needs its own victims; drop --victim")
         for value in values:
             vcfg = with_value(cfg, axis, value) if axis else cfg
             if cfg.transfer.backbones:
@@ -374,11 +376,12 @@ class BackdoorRun:
                     model = self.train_backdoored(f"{method}-t{target}-{_digest(key, cfg)}", cfg,
                                                   ds.train.replace(idx, poisons))
                     db = ev.codes(model, ds.database)
-                    record.update(map_poisoned=ev.clean_map(model, db), **ev.triggered(model, db, queries, target_vec),
-                                  psnr=float(psnr(poisons, originals).mean()),
-                                  ssim=float(ssim(poisons, originals).mean()))
-                    if method != "label_flip" and not axis:
-                        self._save_grid(key, ds, originals, poisons, queries, model, db, target)
+                    record.update(map_poisoned=ev.clean_map(model, db), **ev.triggered(model, db, queries, target_vec))
+                    if method != "label_flip":  # the ceiling's images are other pictures, not perturbed ones
+                        record.update(psnr=float(psnr(poisons, originals).mean()),
+                                      ssim=float(ssim(poisons, originals).mean()))
+                        if not axis:
+                            self._save_grid(key, ds, originals, poisons, queries, model, db, target)
                 self.results.add(record)
 
     def _run_transfer(self, cfg: BackdoorConfig, axis, value) -> None:

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from padhash.attacks.poisoning import CraftConfig, craft_poisons, parameter_gradient, matched_parameters, gradient_norm
+from padhash.attacks.poisoning import CraftConfig, craft_poisons, gradient_norm, matched_parameters, parameter_gradient
 from padhash.config import from_dict, load_yaml, to_dict
 from padhash.defenses.preprocess import gaussian_noise, jpeg
 from padhash.errors import PadhashError
 from padhash.experiments.records import ResultsFile
-from padhash.io import load_tensors, save_tensors
+from padhash.io import atomic_write_json, load_tensors, save_tensors
 from padhash.rng import derive_seed
 
 METHODS = ("none", "witches_brew", "padhash", "label_flip")
@@ -422,8 +422,6 @@ class PoisoningRun:
                 "matching_loss": res.loss, "matching_loss_start": res.loss_history[0] if res.loss_history else None,
                 "restart_losses": res.restart_losses}
         save_tensors(path, {"poisons": res.poisons})
-        from padhash.io import atomic_write_json
-
         atomic_write_json(path.with_suffix(".json"), info)
         return res.poisons, info
 
