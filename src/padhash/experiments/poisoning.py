@@ -9,7 +9,11 @@ victim weights. The victim then retrains with the poisons swapped in (labels unc
 The ladder, on the same (trigger, target) pairs: `none` (the bases unperturbed: the training set is unchanged, so
 this is the clean victim itself, trained once per seed), `witches_brew` (α = 0), `padhash` (α = attack.alpha) and
 `label_flip` (the dirty-label upper bound: copies of the trigger itself, labelled y_t, in place of the poisons).
-Retrieval is evaluated against the data set's database split as loaded (poisons are not added to it).
+
+Where the victim searches (`poisons_in_database`): PADHASH Section IV retrains the victim because many new images
+entered its database, so when the training split IS the database (the "paper" presets) the poisoned victim encodes
+and searches the poisoned split, for ASR and MAP* alike ("auto", the default). `true` with a separate database
+appends every rung's poisons (label_flip's copies too) to it; `false` searches the clean database as loaded.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ CRAFTED = ("witches_brew", "padhash")
 BASES_FROM = ("train", "stolen")
 BASE_SELECTIONS = ("random", "gradient_norm")
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+POISONS_IN_DATABASE = ("auto", True, False)
 
 
 def _data_config():
@@ -96,6 +101,8 @@ class PoisoningConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     sweep: dict[str, list] = field(default_factory=dict)     # one axis, e.g. {"attack.alpha": [0.0, 0.1, 0.2]}
     device: str = "cpu"
+    poisons_in_database: bool | str = "auto"  # the poisoned victim searches the poisoned images too; auto = true
+                                              # iff the training split is the database (PADHASH Section IV)
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> PoisoningConfig:
@@ -149,6 +156,8 @@ def _validate(cfg: PoisoningConfig, where: str) -> None:
         raise PadhashError(f"{where}.surrogate.weights: give one file per backbone ({len(cfg.surrogate.backbones)})")
     if not 0 < cfg.eval.threshold <= 1 or cfg.eval.topk < 1:
         raise PadhashError(f"{where}.eval: topk must be ≥ 1 and threshold in (0, 1]")
+    if cfg.poisons_in_database not in POISONS_IN_DATABASE:
+        raise PadhashError(f"{where}.poisons_in_database: {cfg.poisons_in_database!r} is not one of auto, true, false")
     if len(cfg.sweep) > 1:
         raise PadhashError(f"{where}.sweep: one axis at a time, got {', '.join(cfg.sweep)}")
     for path, values in cfg.sweep.items():
@@ -261,6 +270,22 @@ class PoisoningRun:
             losses.append(loss)
         return models, losses
 
+    def poisons_in_database(self, cfg: PoisoningConfig) -> bool:
+        """Whether the poisoned victim searches its poisons: `auto` = the training split is the database."""
+        if cfg.poisons_in_database == "auto":
+            ds = self.dataset(cfg.data)
+            return ds.train is ds.database
+        return bool(cfg.poisons_in_database)
+
+    def search_database(self, cfg: PoisoningConfig, poisoned_train, base_idx, poisons):
+        """The split a victim trained on `poisoned_train` encodes and searches (for ASR and MAP*)."""
+        ds = self.dataset(cfg.data)
+        if not self.poisons_in_database(cfg):
+            return ds.database
+        if ds.train is ds.database:
+            return poisoned_train
+        return ds.database.append(poisons.cpu(), ds.train.labels[base_idx])
+
     def codes(self, name: str, model, images_or_split) -> torch.Tensor:
         from padhash.hashing import encode
 
@@ -315,6 +340,7 @@ class PoisoningRun:
         db_codes = self.codes(vtag + "/db", victim, ds.database)
         q_codes = self.codes(vtag + "/query", victim, ds.query)
         clean_map = map_at_k(q_codes, db_codes, ds.query.labels, ds.database.labels, cfg.eval.map_topk)
+        in_db = self.poisons_in_database(cfg)
         surrogate = None
         for p, pair in enumerate(pairs):
             if all(self.results.has(keys[(p, m)]) for m in cfg.methods):
@@ -322,7 +348,7 @@ class PoisoningRun:
             triggers = ds.query.images(pair["triggers"]).to(self.device)
             target = torch.zeros(ds.num_classes)
             target[pair["targets"]] = 1.0
-            before = self._evaluate(cfg, seed, p, victim, db_codes, triggers, target)
+            before = self._evaluate(cfg, seed, p, victim, db_codes, ds.database, triggers, target)
             base_idx = None
             for method in cfg.methods:
                 key = keys[(p, method)]
@@ -334,40 +360,53 @@ class PoisoningRun:
                           "target_class": pair["targets"][0], "target_classes": pair["targets"],
                           "source_classes": ds.query.labels[pair["triggers"][0]].nonzero().flatten().tolist(),
                           "map": clean_map, "trigger_dist_target_before": before["trigger_dist_target"],
-                          "target_fraction_before": before["target_fraction"]}
+                          "target_fraction_before": before["target_fraction"], "poisons_in_database": in_db}
                 if axis:
                     record["sweep_axis"], record["sweep_value"] = axis, value
+                needs_surrogate = method in CRAFTED or cfg.attack.base_selection == "gradient_norm"
+                append_bases = method == "none" and in_db and ds.train is not ds.database
+                if surrogate is None and needs_surrogate and (method != "none" or append_bases):
+                    surrogate = self.surrogates(cfg, seed)
+                if base_idx is None and (method != "none" or append_bases):
+                    base_idx = self._choose_bases(cfg, seed, p, target, surrogate)
                 if method == "none":
-                    record.update(alpha=None, poison_count=0, map_poisoned=clean_map,
-                                  **{k: v for k, v in before.items()})
+                    # the unperturbed bases leave the training set as it is: the clean victim, searching the clean
+                    # database, or (poisons appended to a separate database) that database plus the bases
+                    none_eval, database, none_map = before, ds.database, clean_map
+                    if append_bases:
+                        database = self.search_database(cfg, ds.train, base_idx, ds.train.images(base_idx))
+                        codes = self.codes(f"{vtag}/db+bases-{key}", victim, database)
+                        none_eval = self._evaluate(cfg, seed, p, victim, codes, database, triggers, target)
+                        none_map = map_at_k(q_codes, codes, ds.query.labels, database.labels, cfg.eval.map_topk)
+                    record.update(alpha=None, poison_count=0, map_poisoned=none_map, database_size=len(database),
+                                  **none_eval)
                     self.results.add(record)
                     continue
-                needs_surrogate = method in CRAFTED or cfg.attack.base_selection == "gradient_norm"
-                if surrogate is None and needs_surrogate:
-                    surrogate = self.surrogates(cfg, seed)
-                if base_idx is None:
-                    base_idx = self._choose_bases(cfg, seed, p, target, surrogate)
                 bases = ds.train.images(base_idx).to(self.device)
                 poisons, craft_info = self._poisons(cfg, seed, key, method, bases, base_idx, triggers, target, surrogate)
                 poisoned_train = ds.train.replace(base_idx, poisons.cpu())
                 pv_name = f"victim-{_digest(key, cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init, cfg.attack)}"
                 pvictim = self._train(pv_name, poisoned_train, ds.num_classes, self.victim_recipe(cfg, seed),
                                       init=cfg.victim_init)
-                p_db = self.codes(pv_name + "/db", pvictim, ds.database)
+                database = self.search_database(cfg, poisoned_train, base_idx, poisons)
+                p_db = self.codes(f"{pv_name}/db-{'poisoned' if in_db else 'clean'}", pvictim, database)
                 p_query = self.codes(pv_name + "/query", pvictim, ds.query)
-                after = self._evaluate(cfg, seed, p, pvictim, p_db, triggers, target)
+                after = self._evaluate(cfg, seed, p, pvictim, p_db, database, triggers, target)
                 record.update(alpha=cfg.attack.alpha if method == "padhash" else (0.0 if method == "witches_brew" else None),
                               poison_count=len(base_idx), poison_indices=[int(i) for i in base_idx],
-                              map_poisoned=map_at_k(p_query, p_db, ds.query.labels, ds.database.labels, cfg.eval.map_topk),
+                              database_size=len(database),
+                              map_poisoned=map_at_k(p_query, p_db, ds.query.labels, database.labels, cfg.eval.map_topk),
                               **after, **craft_info,
                               **self._poison_quality(bases, poisons),
-                              **self._poison_codes(ds, pvictim, p_db, poisons, record["source_classes"], target, "victim"))
+                              **self._poison_codes(database, pvictim, p_db, poisons, record["source_classes"], target,
+                                                   "victim"))
                 if surrogate is not None and method in CRAFTED:
                     s_db = self.codes(f"surrogate-{seed}-{_digest(cfg.data, cfg.surrogate, cfg.victim)}/db", surrogate[0][0], ds.database)
-                    record.update(self._poison_codes(ds, surrogate[0][0], s_db, poisons, record["source_classes"],
-                                                     target, "surrogate"))
+                    record.update(self._poison_codes(ds.database, surrogate[0][0], s_db, poisons,
+                                                     record["source_classes"], target, "surrogate"))
                 self.results.add(record)
-                self._save_images(key, bases, poisons, triggers, ds, victim, pvictim, db_codes, p_db, target)
+                self._save_images(key, bases, poisons, triggers, (ds.database, database), victim, pvictim, db_codes,
+                                  p_db, target)
 
     # -- pieces of a trial
     def budget(self, cfg: PoisoningConfig) -> int:
@@ -425,13 +464,13 @@ class PoisoningRun:
         atomic_write_json(path.with_suffix(".json"), info)
         return res.poisons, info
 
-    def _evaluate(self, cfg, seed, pair_no, model, db_codes, triggers, target) -> dict:
-        """ASR@K over the triggers (clean, Gaussian noise, JPEG) and the trigger's distance to the target class."""
+    def _evaluate(self, cfg, seed, pair_no, model, db_codes, database, triggers, target) -> dict:
+        """ASR@K over the triggers (clean, Gaussian noise, JPEG) and the trigger's distance to the target class,
+        searching `database` (db_codes are its codes under `model`)."""
         from padhash.hashing import encode
         from padhash.metrics import asr_at_k
         from padhash.retrieval import hamming_topk
 
-        ds = self.dataset(cfg.data)
         e = cfg.eval
         noise_gen = torch.Generator().manual_seed(derive_seed(seed, "noise", pair_no))
         variants = {"": triggers, "_noise": gaussian_noise(triggers, e.noise_std, generator=noise_gen),
@@ -440,25 +479,25 @@ class PoisoningRun:
         for suffix, images in variants.items():
             codes = encode(model, images, device=cfg.device).cpu()
             _, idx = hamming_topk(codes, db_codes, e.topk)
-            asr, fractions = asr_at_k(idx, ds.database.labels, target, threshold=e.threshold)
+            asr, fractions = asr_at_k(idx, database.labels, target, threshold=e.threshold)
             out[f"asr{suffix}"] = float(asr)
             out[f"target_fraction{suffix}"] = [float(f) for f in fractions]
             if suffix == "":
                 out["asr_at_threshold"] = {str(t): float((fractions >= t - 1e-9).float().mean()) for t in THRESHOLDS}
-                target_db = (ds.database.labels[:, target > 0] > 0).any(1)
+                target_db = (database.labels[:, target > 0] > 0).any(1)
                 dists = hamming_distance(codes, db_codes[target_db])
                 out["trigger_dist_target"] = float(dists.min(1).values.float().mean())
         return out
 
-    def _poison_codes(self, ds, model, db_codes, poisons, source_classes, target, where: str) -> dict:
+    def _poison_codes(self, database, model, db_codes, poisons, source_classes, target, where: str) -> dict:
         """Mean Hamming distance of the poisons' codes to the source class's and the target class's code
-        (the majority vote of that class's database codes under `model`)."""
+        (the majority vote of that class's codes in `database` under `model`)."""
         from padhash.hashing import encode
 
         codes = encode(model, poisons, device=self.cfg.device).cpu()
         out = {}
         for name, classes in (("source", source_classes), ("target", target.nonzero().flatten().tolist())):
-            members = (ds.database.labels[:, classes] > 0).any(1)
+            members = (database.labels[:, classes] > 0).any(1)
             class_code = torch.where(db_codes[members].float().mean(0) >= 0, 1, -1).to(torch.int8)
             out[f"poison_dist_{name}_{where}"] = float(hamming_distance(codes, class_code[None]).float().mean())
         if where == "victim":
@@ -471,8 +510,9 @@ class PoisoningRun:
         return {"psnr": float(psnr(poisons.cpu(), bases.cpu()).mean()), "ssim": float(ssim(poisons.cpu(), bases.cpu()).mean()),
                 "linf": float((poisons - bases).abs().max())}
 
-    def _save_images(self, key, bases, poisons, triggers, ds, victim, pvictim, db_codes, p_db, target) -> None:
-        """Clean vs poisoned grid and the trigger's top-K before/after, for the first pair of each method."""
+    def _save_images(self, key, bases, poisons, triggers, databases, victim, pvictim, db_codes, p_db, target) -> None:
+        """Clean vs poisoned grid and the trigger's top-K before/after (databases: the clean and the searched one),
+        for the first pair of each method."""
         from padhash.experiments.report import save_image_grid
         from padhash.hashing import encode
         from padhash.retrieval import hamming_topk
@@ -486,10 +526,10 @@ class PoisoningRun:
         save_image_grid([list(bases[:n].cpu()), list(poisons[:n].cpu()), list(diff.cpu())],
                         self.out / "figures" / f"poisons_{tag}.png", row_titles=["clean", method, "|δ|×4"])
         rows, marks = [], []
-        for model, codes in ((victim, db_codes), (pvictim, p_db)):
+        for model, codes, database in ((victim, db_codes, databases[0]), (pvictim, p_db, databases[1])):
             _, idx = hamming_topk(encode(model, triggers[:1], device=self.cfg.device).cpu(), codes, 10)
-            rows.append([triggers[0].cpu()] + list(ds.database.images(idx[0].tolist())))
-            hits = (ds.database.labels[idx[0]][:, target > 0] > 0).any(1).tolist()
+            rows.append([triggers[0].cpu()] + list(database.images(idx[0].tolist())))
+            hits = (database.labels[idx[0]][:, target > 0] > 0).any(1).tolist()
             marks.append([None] + hits)
         save_image_grid(rows, self.out / "figures" / f"topk_{tag}.png", row_titles=["clean victim", f"{method} victim"],
                         marks=marks, title="trigger and its top-10 (✓ = target label)")
