@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -45,6 +46,14 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_write_npz(path: Path, arrays: dict[str, "np.ndarray"]) -> None:
+    """Write a compressed .npz atomically (plain arrays only: read back with allow_pickle=False)."""
+    def write(tmp):
+        with open(tmp, "wb") as fh:  # a file handle keeps numpy from appending ".npz" to the temp name
+            np.savez_compressed(fh, **arrays)
+    _atomic_replace(Path(path), write)
 
 
 def read_json(path: Path) -> Any:

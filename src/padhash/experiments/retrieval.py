@@ -23,7 +23,7 @@ from padhash.data import DataConfig, load_dataset_from
 from padhash.errors import PadhashError
 from padhash.hashing import TrainConfig, encode, train_hash_model
 from padhash.hashing.trainer import check_config
-from padhash.io import _atomic_replace, atomic_write_json, atomic_write_text, load_tensors, save_tensors
+from padhash.io import atomic_write_json, atomic_write_npz, atomic_write_text, load_tensors, save_tensors
 from padhash.metrics import map_at_k, precision_at_k
 from padhash.models import HashModel, build_model
 from padhash.retrieval import BACKENDS, hamming_topk
@@ -107,7 +107,7 @@ def run_training(cfg: RetrievalConfig, out_dir: Path, progress: bool = True) -> 
     codes = {"query_codes": query_codes.numpy(), "db_codes": db_codes.numpy(),
              "query_labels": ds.query.labels.numpy().astype(np.float32),
              "db_labels": ds.database.labels.numpy().astype(np.float32)}
-    _atomic_replace(out_dir / "codes.npz", lambda tmp: _save_npz(tmp, codes))
+    atomic_write_npz(out_dir / "codes.npz", codes)
 
     metrics = score_codes(codes, cfg.topk, cfg.index, seed=cfg.train.seed)
     metrics.update(dataset=ds.name, method=cfg.train.method, backbone=cfg.train.backbone, bits=cfg.train.bits,
@@ -115,11 +115,6 @@ def run_training(cfg: RetrievalConfig, out_dir: Path, progress: bool = True) -> 
                    num_train=len(ds.train), num_query=len(ds.query), num_database=len(ds.database))
     atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
-
-
-def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as fh:  # a file handle keeps numpy from appending ".npz" to the temp name
-        np.savez_compressed(fh, **arrays)
 
 
 def score_codes(codes: dict[str, np.ndarray], topk: int | None = None, index: str = "auto",
