@@ -1,4 +1,4 @@
-"""Tiny stand-ins for the hashing stack, so the crafting tests do not depend on modules in flux."""
+"""A tiny hash net and CSQ-like loss for the crafting unit tests, and the tiny real-stack pipeline config."""
 import torch
 from torch import nn
 
@@ -25,3 +25,19 @@ class CentreLoss(nn.Module):
         centre = (labels @ self.centers).sign()
         p = (torch.tanh(u) + 1) / 2
         return nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), (centre + 1) / 2)
+
+
+def tiny_config(npz_path: str, **over) -> dict:
+    """The ladder on the tiny digits with the real stack: small CNN, 8 bits, a few epochs and crafting steps."""
+    data = {
+        "data": {"name": "npz", "root": npz_path},
+        "victim": {"method": "csq", "bits": 16, "backbone": "smallcnn", "epochs": 3, "batch_size": 16,
+                   "hflip": False},
+        "surrogate": {"stolen_fraction": 0.5},
+        "attack": {"steps": 2, "poison_count": 6, "eps": 16 / 255, "shift": 1, "flip": False},
+        "eval": {"topk": 10},
+        "pairs": 2,
+        "seeds": [0],
+    }
+    data.update(over)
+    return data

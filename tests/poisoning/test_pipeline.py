@@ -1,60 +1,105 @@
-"""The pipeline on a stand-in foundation (tests/poisoning/fake_stack.py): ladder, ASR wiring, label flip, resume."""
+"""The pipeline on the real stack (data, models, hashing, retrieval, metrics) with tiny real digits (conftest.py):
+ladder, poisons in the database, ASR wiring, resume, sweeps, configs, CLI."""
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from padhash.errors import PadhashError
-from tests.poisoning import fake_stack
+from padhash.experiments import poisoning
+from tests.poisoning.helpers import tiny_config
 
 
-@pytest.fixture
-def stack(monkeypatch):
-    fake_stack.install(monkeypatch)
-    from padhash.experiments import poisoning
-
-    return poisoning
+def _cfg(npz, **over):
+    return poisoning.config_from_dict(tiny_config(npz, **over))
 
 
-def _cfg(poisoning, **over):
-    data = {
-        "data": {"name": "blobs"},
-        "victim": {"epochs": 8, "bits": 8},
-        "surrogate": {"stolen_fraction": 0.5},
-        "attack": {"steps": 3, "poison_count": 6, "eps": 16 / 255, "shift": 1},
-        "pairs": 2,
-        "seeds": [0],
-    }
-    data.update(over)
-    return poisoning.config_from_dict(data)
-
-
-def test_ladder_runs_and_label_flip_reaches_the_target(stack, tmp_path):
-    results = stack.run_poisoning(_cfg(stack), tmp_path, progress=False)
-    methods = {t["method"] for t in results["trials"]}
-    assert methods == {"none", "witches_brew", "padhash", "label_flip"}
+def test_ladder_runs_and_label_flip_reaches_the_target(tiny_npz, tmp_path):
+    results = poisoning.run_poisoning(_cfg(tiny_npz), tmp_path, progress=False)
+    assert {t["method"] for t in results["trials"]} == {"none", "witches_brew", "padhash", "label_flip"}
     assert len(results["trials"]) == 8
     agg = results["aggregates"]
-    assert agg["label_flip"]["asr"]["mean"] == pytest.approx(1.0)  # the dirty-label ceiling works end to end
-    assert agg["none"]["asr"]["mean"] == pytest.approx(0.0)
+    # the dirty-label ceiling lifts the trigger above the floor. Not to 1 here: in this 3-epoch victim one trigger's
+    # whole source class (20 items) shares its code, so ties by index rank them before the 6 copies (the full demo
+    # reaches ASR 1.0 on digits: docs/results.md)
+    assert agg["label_flip"]["asr"]["mean"] >= 0.5 > agg["none"]["asr"]["mean"]
+    share = {m: sum(sum(t["target_fraction"]) for t in results["trials"] if t["method"] == m)
+             for m in ("none", "label_flip")}
+    assert share["label_flip"] > share["none"]
     for t in results["trials"]:
+        assert t["poisons_in_database"] is True and t["database_size"] == 60  # paper preset: train = database
         if t["method"] in ("witches_brew", "padhash"):
             assert t["linf"] <= 16 / 255 + 1e-6 and t["poison_count"] == 6
             assert t["alpha"] == (0.0 if t["method"] == "witches_brew" else 0.2)
             assert "grad_cosine_before" in t and "poison_dist_target_surrogate" in t
-    assert (tmp_path / "report.md").read_text().count("PADHASH") >= 1
+    report = (tmp_path / "report.md").read_text()
+    assert "PADHASH" in report and "poisoned database" in report
     assert list((tmp_path / "figures").glob("poisons_*padhash.png"))
 
 
-def test_asr_is_the_share_of_target_labels_in_the_top_k(stack, tmp_path):
+def _searched_databases(monkeypatch):
+    """Record the split each poisoned victim encodes as its database."""
+    seen = {}
+    real = poisoning.PoisoningRun.codes
+
+    def spy(self, name, model, images_or_split):
+        if name.startswith("victim-") and "/db-" in name:
+            seen[name] = images_or_split
+        return real(self, name, model, images_or_split)
+
+    monkeypatch.setattr(poisoning.PoisoningRun, "codes", spy)
+    return seen
+
+
+@pytest.mark.parametrize("setting", ["auto", True, False])
+def test_poisoned_victim_searches_the_poisoned_database_under_the_paper_preset(tiny_npz, tmp_path, monkeypatch,
+                                                                               setting):
+    seen = _searched_databases(monkeypatch)
+    cfg = _cfg(tiny_npz, methods=["label_flip"], pairs=1, poisons_in_database=setting)
+    run = poisoning.PoisoningRun(cfg, tmp_path, progress=False)
+    (trial,) = run.run()["trials"]
+    ds = run.dataset(cfg.data)
+    assert ds.train is ds.database
+    (database,) = seen.values()
+    idx = trial["poison_indices"]
+    trigger = ds.query.images(trial["trigger_indices"][:1])
+    copies_searched = torch.equal(database.images(idx), trigger.expand(len(idx), -1, -1, -1))
+    assert trial["poisons_in_database"] is (setting is not False)
+    assert copies_searched is (setting is not False)  # the label-flip copies are what the victim searches
+    assert len(database) == len(ds.train)
+    if setting is False:
+        assert database is ds.database
+
+
+def test_poisons_are_appended_to_a_separate_database(tiny_npz, tmp_path, monkeypatch):
+    seen = _searched_databases(monkeypatch)
+    # train_per_class: a training sample drawn from the database, so train is not the database
+    data = {"name": "npz", "root": tiny_npz, "preset": "deephash", "options": {"query_per_class": 4,
+                                                                                "train_per_class": 10}}
+    cfg = _cfg(tiny_npz, data=data, methods=["none", "label_flip"], pairs=1, poisons_in_database=True)
+    run = poisoning.PoisoningRun(cfg, tmp_path, progress=False)
+    trials = {t["method"]: t for t in run.run()["trials"]}
+    ds = run.dataset(cfg.data)
+    assert ds.train is not ds.database
+    (database,) = seen.values()
+    assert len(database) == len(ds.database) + 6 == trials["label_flip"]["database_size"]
+    assert trials["none"]["database_size"] == len(ds.database) + 6  # the floor searches the unperturbed bases
+    assert torch.equal(database.images()[-6:], ds.query.images(trials["label_flip"]["trigger_indices"][:1]).expand(6, -1, -1, -1))
+
+
+def test_asr_is_the_share_of_target_labels_in_the_top_k(tiny_npz, tmp_path):
     """Recompute ASR@K from the victim's codes by hand: ascending Hamming, ties by index, success at ≥ threshold."""
-    cfg = _cfg(stack, methods=["none"], pairs=3, eval={"topk": 10, "threshold": 0.3})
-    run = stack.PoisoningRun(cfg, tmp_path, progress=False)
+    from padhash.hashing import encode
+
+    cfg = _cfg(tiny_npz, methods=["none"], pairs=3, eval={"topk": 10, "threshold": 0.3})
+    run = poisoning.PoisoningRun(cfg, tmp_path, progress=False)
     results = run.run()
     ds = run.dataset(cfg.data)
     victim = run.clean_victim(cfg, 0)
-    db = fake_stack.encode(victim, ds.database).float()
+    db = encode(victim, ds.database).float()
     for t in results["trials"]:
-        code = fake_stack.encode(victim, ds.query.images(t["trigger_indices"])).float()
+        code = encode(victim, ds.query.images(t["trigger_indices"])).float()
         dist = (code.shape[1] - code @ db.T) / 2
         top = sorted(range(len(db)), key=lambda i: (float(dist[0, i]), i))[:10]
         share = float((ds.database.labels[top, t["target_class"]] > 0).float().mean())
@@ -62,13 +107,14 @@ def test_asr_is_the_share_of_target_labels_in_the_top_k(stack, tmp_path):
         assert t["asr"] == (1.0 if share >= 0.3 else 0.0)
 
 
-def test_resume_after_a_kill_gives_the_same_results(stack, tmp_path, monkeypatch):
-    cfg = _cfg(stack, pairs=1, victim={"epochs": 3, "bits": 8})
-    full = stack.run_poisoning(cfg, tmp_path / "full", progress=False)
+def test_resume_after_a_kill_gives_the_same_results(tiny_npz, tmp_path, monkeypatch):
+    import padhash.hashing
 
-    # kill the second run while it trains the second poisoned victim
+    cfg = _cfg(tiny_npz, pairs=1, methods=["none", "witches_brew", "label_flip"])
+    full = poisoning.run_poisoning(cfg, tmp_path / "full", progress=False)
+
     calls = {"n": 0}
-    real_train = fake_stack.train_hash_model
+    real_train = padhash.hashing.train_hash_model
 
     def dying(*args, **kwargs):
         calls["n"] += 1
@@ -76,52 +122,52 @@ def test_resume_after_a_kill_gives_the_same_results(stack, tmp_path, monkeypatch
             raise KeyboardInterrupt
         return real_train(*args, **kwargs)
 
-    import sys
-    monkeypatch.setattr(sys.modules["padhash.hashing"], "train_hash_model", dying)
+    monkeypatch.setattr(padhash.hashing, "train_hash_model", dying)
     with pytest.raises(KeyboardInterrupt):
-        stack.run_poisoning(cfg, tmp_path / "killed", progress=False)
+        poisoning.run_poisoning(cfg, tmp_path / "killed", progress=False)
     partial = json.loads((tmp_path / "killed" / "results.json").read_text())
-    assert 0 < len(partial["trials"]) < 4
-    monkeypatch.setattr(sys.modules["padhash.hashing"], "train_hash_model", real_train)
-    resumed = stack.run_poisoning(cfg, tmp_path / "killed", progress=False)
-    strip = lambda r: sorted(json.dumps({k: v for k, v in t.items()}, sort_keys=True) for t in r["trials"])  # noqa: E731
+    assert 0 < len(partial["trials"]) < 3
+    monkeypatch.setattr(padhash.hashing, "train_hash_model", real_train)
+    resumed = poisoning.run_poisoning(cfg, tmp_path / "killed", progress=False)
+    strip = lambda r: sorted(json.dumps(t, sort_keys=True) for t in r["trials"])  # noqa: E731
     assert strip(resumed) == strip(full)
 
 
-def test_sweep_and_bad_config(stack, tmp_path):
-    cfg = _cfg(stack, methods=["none", "padhash"], pairs=1, victim={"epochs": 2, "bits": 8}, sweep={"attack.alpha": [0.0, 0.5]})
-    results = stack.run_poisoning(cfg, tmp_path, progress=False)
+def test_sweep_and_bad_config(tiny_npz, tmp_path):
+    cfg = _cfg(tiny_npz, methods=["none", "padhash"], pairs=1, sweep={"attack.alpha": [0.0, 0.5]})
+    results = poisoning.run_poisoning(cfg, tmp_path, progress=False)
     assert sorted(t["alpha"] for t in results["trials"] if t["method"] == "padhash") == [0.0, 0.5]
     assert (tmp_path / "figures" / "asr_vs_sweep.png").exists()
     with pytest.raises(PadhashError, match="methods"):
-        _cfg(stack, methods=["nothing"])
+        _cfg(tiny_npz, methods=["nothing"])
     with pytest.raises(PadhashError, match="sweep"):
-        _cfg(stack, sweep={"attack.nope": [1]})
+        _cfg(tiny_npz, sweep={"attack.nope": [1]})
+    with pytest.raises(PadhashError, match="poisons_in_database"):
+        _cfg(tiny_npz, poisons_in_database="sometimes")
     with pytest.raises(PadhashError, match="budget"):
-        stack.run_poisoning(_cfg(stack, attack={"poison_count": 500}, methods=["padhash"]), tmp_path / "b", progress=False)
+        poisoning.run_poisoning(_cfg(tiny_npz, attack={"poison_count": 500}, methods=["padhash"]), tmp_path / "b",
+                                progress=False)
 
 
-def test_every_shipped_config_loads(stack):
-    from pathlib import Path
-
+def test_every_shipped_config_loads():
     root = Path(__file__).resolve().parents[2] / "configs"
     paths = sorted(root.glob("padhash-*.yaml")) + sorted((root / "full").glob("padhash-*.yaml"))
     assert len(paths) >= 20
     for path in paths:
-        cfg = stack.load_poisoning_config(path)
+        cfg = poisoning.load_poisoning_config(path)
         assert cfg.attack.eps <= 16 / 255 + 1e-9, path.name  # never above the paper's ε
+        assert cfg.poisons_in_database == "auto", path.name
 
 
-def test_cli_runs_the_ladder_and_reports_bad_configs(stack, tmp_path):
-    # the poisoning commands alone (the other families' CLI modules import the real foundation)
+def test_cli_runs_the_ladder_and_reports_bad_configs(tiny_npz, tmp_path):
     from padhash.cli import ArgumentParser, Commands
     from padhash.cli import poisoning as cli
 
     parser = ArgumentParser(prog="padhash")
     cli.register(Commands(parser))
     config = tmp_path / "c.yaml"
-    config.write_text("data: {name: blobs}\nvictim: {epochs: 3, bits: 8}\nattack: {steps: 2, poison_count: 3}\n"
-                      "surrogate: {stolen_fraction: 0.5}\npairs: 1\n")
+    config.write_text(f"data: {{name: npz, root: {tiny_npz}}}\nvictim: {{epochs: 2, bits: 8, hflip: false}}\n"
+                      "attack: {steps: 2, poison_count: 3}\neval: {topk: 10}\npairs: 1\n")
     args = parser.parse_args(["attack", "label_flip", "--config", str(config), "--out", str(tmp_path / "run"),
                               "--no-progress"])
     assert args.func(args) == 0

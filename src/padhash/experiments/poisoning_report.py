@@ -34,6 +34,13 @@ def _mean_of_list(trials: list[dict], key: str) -> dict:
     return aggregate(flat)
 
 
+def _searched(trials: list[dict]) -> str:
+    """Which database the poisoned victims searched (records from before the setting existed searched the clean one)."""
+    if any(t.get("poisons_in_database") for t in trials):
+        return "Poisoned victims search the poisoned database (the poisons are in it, as the paper's threat model has it)."
+    return "Poisoned victims search the clean database (the poisons are not in it)."
+
+
 def _linf_255(agg: dict, method: str) -> str:
     stats = agg.get(method, {}).get("linf")
     return f"{stats['mean'] * 255:.1f}" if stats else "–"
@@ -61,7 +68,8 @@ def tables(results: dict) -> list[str]:
         victim, data = cfg["victim"], cfg["data"]
         sections.append(f"## Attack success rate{head}\n\nASR@{cfg['eval']['topk']} with threshold "
                         f"{cfg['eval']['threshold']} over {n_pairs} (trigger, target) pairs; mean ± std over trials. "
-                        f"{poisons} poisons, ε = {cfg['attack']['eps'] * 255:.0f}/255, α = {cfg['attack']['alpha']}.\n")
+                        f"{poisons} poisons, ε = {cfg['attack']['eps'] * 255:.0f}/255, α = {cfg['attack']['alpha']}. "
+                        f"{_searched(trials)}\n")
         sections.append(markdown_table(
             ["hash method", "data", "bits", "poisons", *[LABELS[m] for m in methods]],
             [[victim["method"], data["name"], victim["bits"], poisons,
