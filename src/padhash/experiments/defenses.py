@@ -173,17 +173,24 @@ class DefenseRun:
             target_vec = torch.zeros(ds.num_classes)
             target_vec[record["target_classes"]] = 1.0
             triggers = ds.query.images(record["trigger_indices"])
+            # the poisoned victim searches what the PADHASH runner searches (the poisoned split under the paper preset)
+            database = run.search_database(pcfg, train, idx, poisons)
+            if len(database) != len(ds.database):  # the evaluator scores against ds.database's labels
+                raise PadhashError("defenses against PADHASH poisons need the paper preset (train = database) "
+                                   "or padhash.poisons_in_database: false")
             sets.append(self._poisoned_set(f"padhash-pair{record['pair_index']}", ds, ev, train, idx, model,
                                            clean_map, triggers, target_vec, run.victim_recipe(pcfg, seed),
-                                           pcfg.device))
+                                           pcfg.device, database=database))
         if not sets:
             raise PadhashError("padhash: the PADHASH run produced no poisoned sets")
         return sets
 
     def _poisoned_set(self, name, ds, ev: Evaluator, train, idx, model, clean_map, triggered, target_vec, recipe,
-                      device) -> PoisonedSet:
+                      device, database=None) -> PoisonedSet:
+        database = ds.database if database is None else database
+
         def evaluate_queries(m, trig, clean_q):
-            db = ev.codes(m, ds.database)
+            db = ev.codes(m, database)
             return {**ev.triggered(m, db, trig, target_vec), "map_poisoned": ev.clean_map(m, db, clean_q)}
 
         return PoisonedSet(
