@@ -48,10 +48,22 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         raise PadhashError(f"{where}: {exc}") from None
 
 
+# Field metadata for options added after runs were recorded: `field(default=..., metadata=OMIT_AT_DEFAULT)` is left
+# out of to_dict while at its default, so configs, results.json and cache digests of older runs stay the same.
+OMIT_AT_DEFAULT = {"omit_at_default": True}
+
+
+def _at_default(f: dataclasses.Field, value: Any) -> bool:
+    if f.default is not dataclasses.MISSING:
+        return value == f.default
+    return f.default_factory is not dataclasses.MISSING and value == f.default_factory()
+
+
 def to_dict(obj: Any) -> Any:
-    """Dataclass → plain dict (for config.yaml and results.json)."""
+    """Dataclass → plain dict (for config.yaml and results.json); OMIT_AT_DEFAULT fields only when set."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_at_default") and _at_default(f, getattr(obj, f.name)))}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

@@ -104,25 +104,20 @@ def test_cuda_matches_cpu():
         assert dist.is_cuda and torch.equal(dist.cpu(), cpu[0]) and torch.equal(idx.cpu(), cpu[1])
 
 
-def test_numba_buffer_compaction_is_exact(monkeypatch):
-    """Tiny candidate buffers force the compaction path many times per query."""
-    import padhash.retrieval.index as index_module
-
-    monkeypatch.setattr(index_module, "_NUMBA_MIN_SLACK", 1)
-    for bits, n in ((4, 300), (13, 400), (64, 250)):
-        db = random_codes(n, bits, seed=bits)
-        # items in decreasing closeness order to the first query push the bound down step by step
-        queries = random_codes(6, bits, seed=bits + 1)
-        order = torch.argsort((queries[0].long() @ db.long().T), stable=True)
-        db = db[order]
-        for k in (1, 5, 33):
-            dist, idx = HammingIndex(db, "numba").search(queries, k)
-            ref_dist, ref_idx = brute_force(queries, db, k)
-            assert torch.equal(dist, ref_dist) and torch.equal(idx, ref_idx), (bits, k)
+@pytest.mark.parametrize("bits", [4, 64, 128, 129, 300])
+def test_numba_is_exact_across_chunks_and_lane_widths(bits):
+    """A database spanning several chunks (8192 items each), codes stored in byte (<= 128 bits) and 16-bit lanes,
+    a tie-heavy case (4 bits), a block size that does not divide the queries, and k at and beyond the cut group."""
+    db = random_codes(20_011, bits, seed=bits)
+    queries = random_codes(7, bits, seed=bits + 1)
+    for k in (1, 777, 20_011):
+        dist, idx = HammingIndex(db, "numba", block_size=3).search(queries, k)
+        ref_dist, ref_idx = HammingIndex(db, "torch").search(queries, k)
+        assert torch.equal(dist, ref_dist) and torch.equal(idx, ref_idx), (bits, k)
 
 
-def test_numba_rescans_when_the_sampled_bound_is_too_tight():
-    """The sampled items (every 4th of 5000) all equal the query, the rest are far: the guess lets too few through."""
+def test_numba_finds_the_cut_when_the_sample_misleads():
+    """The sampled items (every 4th of 5000) all equal the query, the rest are far: the sampled guess is far off."""
     n, bits = 5000, 8
     query = torch.ones(1, bits, dtype=torch.int8)
     db = -torch.ones(n, bits, dtype=torch.int8)

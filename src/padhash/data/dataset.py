@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import torch
 
-from padhash.data.sampling import cap_queries, split_per_class
+from padhash.data.sampling import cap_queries, check_train_part, split_per_class, train_part_indices
 from padhash.data.splits import Split
 from padhash.errors import PadhashError
 from padhash.rng import derive_seed
@@ -53,7 +53,8 @@ class DataConfig:
     preset: str | None = None     # split preset (cifar10 / npz: "paper" | "deephash"); None = the loader's default
     seed: int = 0                 # split seed
     image_size: int | None = None  # resize (None = native; digits are 32, image files 224)
-    options: dict[str, Any] = field(default_factory=dict)  # further loader options, e.g. max_queries
+    options: dict[str, Any] = field(default_factory=dict)  # further loader options, e.g. max_queries, and for
+                                                            # every loader train_part: [lo, hi] (see with_train_part)
 
 
 def register(name: str, description: str):
@@ -66,12 +67,14 @@ def register(name: str, description: str):
 
 
 def load_dataset(name: str, root: str | None = None, **options: Any) -> RetrievalDataset:
-    """Load data set `name` (a key of DATASETS). Options: seed (split seed), image_size, preset and the
-    loader's own options; an unknown name or option raises PadhashError listing the allowed ones."""
+    """Load data set `name` (a key of DATASETS). Options: seed (split seed), image_size, preset, train_part
+    (any loader: `with_train_part`) and the loader's own options; an unknown name or option raises PadhashError
+    listing the allowed ones."""
     loader = _LOADERS.get(name)
     if loader is None:
         raise PadhashError(f"unknown dataset {name!r} (known: {', '.join(sorted(_LOADERS))})")
-    allowed = [p for p in inspect.signature(loader).parameters if p != "root"]
+    train_part = options.pop("train_part", None)
+    allowed = [p for p in inspect.signature(loader).parameters if p != "root"] + ["train_part"]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise PadhashError(f"dataset {name!r}: unknown option(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
@@ -81,7 +84,10 @@ def load_dataset(name: str, root: str | None = None, **options: Any) -> Retrieva
     image_size = options.get("image_size")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise PadhashError(f"dataset {name!r}: image_size must be a positive integer, got {image_size!r}")
-    return loader(root, **options)
+    if train_part is None:
+        return loader(root, **options)
+    check_train_part(train_part)  # before loading: a bad range fails at once
+    return with_train_part(loader(root, **options), train_part, seed)
 
 
 def load_dataset_from(cfg: DataConfig) -> RetrievalDataset:
@@ -126,6 +132,17 @@ def split_queries(everything: Split, query_fraction: float, train_per_class: int
                                        f"{where} train_per_class", need_rest=False)
         train = database.subset(train_idx)
     return train, everything.subset(query_idx), database
+
+
+def with_train_part(ds: RetrievalDataset, part, seed: int) -> RetrievalDataset:
+    """`ds` training on the fraction range `part` = [lo, hi] of its training split (seeded by the split seed,
+    stratified by first label: `train_part_indices`), so that two disjoint ranges give, e.g., a "public" model and
+    a victim trained on disjoint halves. When train is the database (the paper presets) the database becomes the
+    same part: a victim indexes what it trained on, so a victim trained on a part searches that part. A separate
+    database and the queries are left as they are."""
+    train = ds.train.subset(train_part_indices(ds.train.labels, part, derive_seed(seed, "train_part")))
+    database = train if ds.train is ds.database else ds.database
+    return RetrievalDataset(ds.name, ds.class_names, train, ds.query, database)
 
 
 def with_query_cap(ds: RetrievalDataset, max_queries: int | None, seed: int) -> RetrievalDataset:

@@ -1,4 +1,4 @@
-"""Seeded stratified sampling: split presets, query caps and the attacker's stolen subset.
+"""Seeded stratified sampling: split presets, query caps, the attacker's stolen subset and training-split parts.
 
 Stratification key of an item = its first positive label (single-label data: its class; multi-label data: the
 lowest-index class it carries; items with no label form their own group).
@@ -67,6 +67,27 @@ def stolen_subset(split: Split, fraction: float, seed: int) -> torch.Tensor:
     if fraction == 1.0:
         return torch.arange(len(split))
     return stratified_sample(split.labels, float(fraction), seed)
+
+
+def check_train_part(part) -> tuple[float, float]:
+    """(lo, hi) of a fraction range [lo, hi] with 0 ≤ lo < hi ≤ 1, else PadhashError."""
+    ok = (isinstance(part, (list, tuple)) and len(part) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in part))
+    if not ok or not 0.0 <= part[0] < part[1] <= 1.0:
+        raise PadhashError(f"train_part must be [lo, hi] with 0 ≤ lo < hi ≤ 1, got {part!r}")
+    return float(part[0]), float(part[1])
+
+
+def train_part_indices(labels: torch.Tensor, part, seed: int) -> torch.Tensor:
+    """Sorted positions of the fraction range part = [lo, hi] of a split: each stratum is shuffled by `seed` and
+    items round(lo·n) ≤ rank < round(hi·n) are kept. Ranges that meet ([0, 0.5] and [0.5, 1]) share their cut points,
+    so with one seed they are disjoint and together cover the split. A bad range raises PadhashError."""
+    lo, hi = check_train_part(part)
+    groups = _groups(labels, torch.Generator().manual_seed(seed))
+    kept = [g[round(lo * len(g)):round(hi * len(g))] for g in groups]
+    if not sum(len(k) for k in kept):
+        raise PadhashError(f"train_part {list(part)} keeps no training item")
+    return torch.sort(torch.cat(kept)).values
 
 
 def cap_queries(labels: torch.Tensor, max_queries: int | None, seed: int) -> torch.Tensor | None:

@@ -297,6 +297,32 @@ class _Models:
         return self._codes[(key, split_name)]
 
 
+def _open_run(experiment: str, cfg, out: Path, victim_run, progress: bool) -> tuple[ResultsFile, _Models]:
+    """The run's results file (resuming finished trials) and model cache; a given victim cannot be swept."""
+    if victim_run and any(a.startswith(("victim.", "data.")) for a in cfg.sweep):
+        raise PadhashError("--victim: the victim is fixed, so a sweep over victim.* or data.* is not possible")
+    results = ResultsFile(out, {"experiment": experiment, **to_dict(cfg),
+                                "victim_run": str(victim_run) if victim_run else None})
+    return results, _Models(out, cfg.device, progress, victim_run)
+
+
+def _trial_keys(methods: list[str], label: str, trial: str) -> dict[str, str]:
+    """method → results key `<sweep point>|<trial>|<method>` (no sweep point without a sweep)."""
+    prefix = f"{label}|" if label else ""
+    return {m: f"{prefix}{trial}|{m}" for m in methods}
+
+
+def _seeded_victim(cfg, seed: int, models: _Models, excluded: list[int] = ()) -> tuple[str, Any, Any]:
+    """Seeds the trial, then (cache key, victim, its data config): the `--victim RUN` model when given, else the
+    victim trained from cfg.victim on cfg.data without the `excluded` classes."""
+    seed_everything(seed)
+    if models.victim_run:
+        vkey, victim, rcfg = models.given_victim()
+        return vkey, victim, rcfg.data
+    vkey, victim = models.trained("victim", cfg.data, dataclasses.replace(cfg.victim), list(excluded))
+    return vkey, victim, cfg.data
+
+
 def _frozen(model, device):
     """Eval mode, on `device`, parameters without gradients: attacks differentiate the input only."""
     model = model.to(device).eval()
@@ -381,13 +407,9 @@ def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run:
     from padhash.experiments.adversarial_report import write_query_report
 
     out = Path(out_dir)
-    if victim_run and any(a.startswith(("victim.", "data.")) for a in cfg.sweep):
-        raise PadhashError("--victim: the victim is fixed, so a sweep over victim.* or data.* is not possible")
     if victim_run and cfg.open_set_classes:
         raise PadhashError("--victim: open-set targets need a victim trained without those classes; drop --victim")
-    results = ResultsFile(out, {"experiment": "query_attack", **to_dict(cfg),
-                                "victim_run": str(victim_run) if victim_run else None})
-    models = _Models(out, cfg.device, progress, victim_run)
+    results, models = _open_run("query_attack", cfg, out, victim_run, progress)
     for point, label in sweep_points(cfg):
         pcfg = _apply(cfg, point)
         for seed in pcfg.seeds:
@@ -398,18 +420,11 @@ def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run:
 
 def _query_trials(cfg: QueryAttackConfig, point, label, seed, models: _Models, results: ResultsFile, out: Path,
                   progress: bool) -> None:
-    prefix = f"{label}|" if label else ""
-    keys = {m: f"{prefix}seed={seed}|{m}" for m in cfg.methods}
+    keys = _trial_keys(cfg.methods, label, f"seed={seed}")
     if all(results.has(k) for k in keys.values()):
         return
-    seed_everything(seed)
-    if models.victim_run:
-        vkey, victim, rcfg = models.given_victim()
-        ds = models.dataset(rcfg.data)
-    else:
-        ds = models.dataset(cfg.data)
-        vkey, victim = models.trained("victim", cfg.data, dataclasses.replace(cfg.victim),
-                                      list(cfg.open_set_classes))
+    vkey, victim, data_cfg = _seeded_victim(cfg, seed, models, cfg.open_set_classes)
+    ds = models.dataset(data_cfg)
     db_codes = models.codes(vkey, victim, ds.database, "database")
     db_labels = ds.database.labels
     for c in cfg.open_set_classes:
@@ -505,11 +520,7 @@ def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run:
     from padhash.experiments.adversarial_report import write_transfer_report
 
     out = Path(out_dir)
-    if victim_run and any(a.startswith(("victim.", "data.")) for a in cfg.sweep):
-        raise PadhashError("--victim: the victim is fixed, so a sweep over victim.* or data.* is not possible")
-    results = ResultsFile(out, {"experiment": "transfer", **to_dict(cfg),
-                                "victim_run": str(victim_run) if victim_run else None})
-    models = _Models(out, cfg.device, progress, victim_run)
+    results, models = _open_run("transfer", cfg, out, victim_run, progress)
     for point, label in sweep_points(cfg):
         pcfg = _apply(cfg, point)
         for seed in pcfg.seeds:
@@ -521,17 +532,10 @@ def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run:
 
 def _transfer_trials(cfg: TransferConfig, point, label, seed, selection, models: _Models, results: ResultsFile,
                      progress: bool) -> None:
-    prefix = f"{label}|" if label else ""
-    keys = {m: f"{prefix}seed={seed}|pairs={selection}|{m}" for m in cfg.methods}
+    keys = _trial_keys(cfg.methods, label, f"seed={seed}|pairs={selection}")
     if all(results.has(k) for k in keys.values()):
         return
-    seed_everything(seed)
-    if models.victim_run:
-        vkey, victim, rcfg = models.given_victim()
-        data_cfg = rcfg.data
-    else:
-        data_cfg = cfg.data
-        vkey, victim = models.trained("victim", data_cfg, dataclasses.replace(cfg.victim))
+    vkey, victim, data_cfg = _seeded_victim(cfg, seed, models)
     ds = models.dataset(data_cfg)
     surrogates = []
     for recipe in cfg.surrogates:

@@ -10,6 +10,10 @@ The ladder, on the same (trigger, target) pairs: `none` (the bases unperturbed: 
 this is the clean victim itself, trained once per seed), `witches_brew` (α = 0), `padhash` (α = attack.alpha) and
 `label_flip` (the dirty-label upper bound: copies of the trigger itself, labelled y_t, in place of the poisons).
 
+Study levers (issue 9; each off by default, the faithful setting): `public` trains a "public" model on a disjoint
+part of the training split (`data.options.train_part`) that victim and surrogate then fine-tune; `surrogate.checkpoints`
+crafts against several points of one surrogate training; `attack.project_out` (padhash.attacks.poisoning.craft).
+
 Where the victim searches (`poisons_in_database`): PADHASH Section IV retrains the victim because many new images
 entered its database, so when the training split IS the database (the "paper" presets) the poisoned victim encodes
 and searches the poisoned split, for ASR and MAP* alike ("auto", the default). `true` with a separate database
@@ -29,7 +33,7 @@ import numpy as np
 import torch
 
 from padhash.attacks.poisoning import CraftConfig, craft_poisons, gradient_norm, matched_parameters, parameter_gradient
-from padhash.config import from_dict, load_yaml, to_dict
+from padhash.config import OMIT_AT_DEFAULT, from_dict, load_yaml, to_dict
 from padhash.defenses.preprocess import gaussian_noise, jpeg
 from padhash.errors import PadhashError
 from padhash.experiments.records import ResultsFile
@@ -42,6 +46,7 @@ BASES_FROM = ("train", "stolen")
 BASE_SELECTIONS = ("random", "gradient_norm")
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 POISONS_IN_DATABASE = ("auto", True, False)
+PUBLIC_INIT = "public:"  # an init naming this run's public model: RUN/models/<name>/weights.safetensors
 
 
 def _data_config():
@@ -67,6 +72,18 @@ class SurrogateConfig:
     lr: float | None = None
     weights: list[str] = field(default_factory=list)  # local backbone weight files, one per backbone (or none)
     init: str | None = None            # a HashModel .safetensors both sides start from (the "public" model)
+    # epochs of the surrogate's training whose weights are ensemble members (one training per backbone, one member
+    # per listed epoch: poisons matched against early and late surrogates); [] = the trained surrogate only
+    checkpoints: list[int] = field(default_factory=list, metadata=OMIT_AT_DEFAULT)
+
+
+@dataclass
+class PublicConfig:
+    """A "public" model pretrained by the project on a part of the training split disjoint from the victim's
+    (`data.options.train_part`); victim and surrogate fine-tune it (the papers' shared pretrained start)."""
+    train_part: list[float] = field(default_factory=lambda: [0.0, 0.5])
+    epochs: int = 15
+    lr: float | None = None            # None = the trainer's default for the victim's optimizer (Adam 1e-3)
 
 
 @dataclass
@@ -103,6 +120,8 @@ class PoisoningConfig:
     device: str = "cpu"
     poisons_in_database: bool | str = "auto"  # the poisoned victim searches the poisoned images too; auto = true
                                               # iff the training split is the database (PADHASH Section IV)
+    # victim and surrogate fine-tune a public model trained on a disjoint part of the training split (PublicConfig)
+    public: PublicConfig | None = field(default=None, metadata=OMIT_AT_DEFAULT)
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> PoisoningConfig:
@@ -158,12 +177,43 @@ def _validate(cfg: PoisoningConfig, where: str) -> None:
         raise PadhashError(f"{where}.eval: topk must be ≥ 1 and threshold in (0, 1]")
     if cfg.poisons_in_database not in POISONS_IN_DATABASE:
         raise PadhashError(f"{where}.poisons_in_database: {cfg.poisons_in_database!r} is not one of auto, true, false")
+    _validate_levers(cfg, where)
     if len(cfg.sweep) > 1:
         raise PadhashError(f"{where}.sweep: one axis at a time, got {', '.join(cfg.sweep)}")
     for path, values in cfg.sweep.items():
         _override(cfg, path, values[0] if values else None, where)
         if not values:
             raise PadhashError(f"{where}.sweep.{path}: give at least one value")
+
+
+def _validate_levers(cfg: PoisoningConfig, where: str) -> None:
+    from padhash.data.sampling import check_train_part
+
+    s, v = cfg.surrogate, cfg.victim
+    epochs = s.epochs or v.epochs
+    if len(set(s.checkpoints)) != len(s.checkpoints) or any(not 1 <= e <= epochs for e in s.checkpoints):
+        raise PadhashError(f"{where}.surrogate.checkpoints: distinct epochs in 1..{epochs}, got {s.checkpoints}")
+    if cfg.public is None:
+        return
+    p, own = cfg.public, cfg.data.options.get("train_part")
+    if own is None:
+        raise PadhashError(f"{where}.public: set data.options.train_part, the victim's part of the training split "
+                           f"(disjoint from public.train_part {p.train_part})")
+    try:
+        (p_lo, p_hi), (v_lo, v_hi) = check_train_part(p.train_part), check_train_part(own)
+    except PadhashError as exc:
+        raise PadhashError(f"{where}.public: {exc}") from None
+    if max(p_lo, v_lo) < min(p_hi, v_hi):
+        raise PadhashError(f"{where}.public.train_part {p.train_part} overlaps the victim's data.options.train_part "
+                           f"{own}: the public part must be disjoint")
+    if p.epochs < 1:
+        raise PadhashError(f"{where}.public.epochs: must be ≥ 1, got {p.epochs}")
+    if cfg.victim_init is not None or s.init is not None:
+        raise PadhashError(f"{where}.public: victim and surrogate start from the public model; drop victim_init "
+                           "and surrogate.init")
+    if any(b != v.backbone for b in s.backbones) or (s.bits or v.bits) != v.bits or s.weights:
+        raise PadhashError(f"{where}.public: the surrogate fine-tunes the public model, so it needs the victim's "
+                           "backbone and bits and no surrogate.weights")
 
 
 def _override(cfg: PoisoningConfig, path: str, value: Any, where: str = "config") -> PoisoningConfig:
@@ -214,31 +264,70 @@ class PoisoningRun:
             self._datasets[key] = self._load_dataset(data_cfg)
         return self._datasets[key]
 
+    def _init_path(self, init: str) -> Path:
+        """The weight file of an init: a path, or PUBLIC_INIT + the name of this run's public model."""
+        if init.startswith(PUBLIC_INIT):
+            return self.out / "models" / init[len(PUBLIC_INIT):] / "weights.safetensors"
+        return Path(init)
+
     def _init_model(self, tcfg, image_size: int, init: str):
         """A HashModel holding the weights of `init` (every parameter comes from the file, so no RNG is involved)."""
         from padhash.models import build_model
 
         model = build_model(tcfg.backbone, tcfg.bits, image_size=image_size, weights=tcfg.weights)
         try:
-            model.load_state_dict(load_tensors(Path(init)))
+            model.load_state_dict(load_tensors(self._init_path(init)))
         except RuntimeError as exc:
             raise PadhashError(f"{init}: does not fit a {tcfg.backbone} {tcfg.bits}-bit HashModel "
                                f"({str(exc).splitlines()[0]})") from None
         return model.to(self.device)
 
-    def _train(self, name: str, train_split, num_classes: int, tcfg, *, init: str | None, loss=None):
-        """From scratch (the trainer seeds the initialisation from tcfg.seed) or fine-tuned from `init`."""
+    def _train(self, name: str, train_split, num_classes: int, tcfg, *, init: str | None, loss=None,
+               snapshots: list[int] | None = None):
+        """From scratch (the trainer seeds the initialisation from tcfg.seed) or fine-tuned from `init`; the weights
+        after the `snapshots` epochs are kept beside the checkpoint (`_snapshot`)."""
         from padhash.hashing import train_hash_model
 
         model = self._init_model(tcfg, train_split.image_size, init) if init is not None else None
         model = train_hash_model(train_split, num_classes, tcfg, model=model, loss=loss,
-                                 checkpoint_dir=self.out / "models" / name, progress=self.progress)
+                                 checkpoint_dir=self.out / "models" / name, progress=self.progress,
+                                 snapshot_epochs=tuple(snapshots or ()))
         return model.eval()
+
+    def _snapshot(self, name: str, tcfg, image_size: int, epoch: int):
+        """The model of training `name` after `epoch` (kept by `_train(..., snapshots=...)`)."""
+        from padhash.hashing.trainer import snapshot_path
+
+        return self._init_model(tcfg, image_size, str(snapshot_path(self.out / "models" / name, epoch))).eval()
+
+    def with_public(self, cfg: PoisoningConfig, seed: int) -> PoisoningConfig:
+        """cfg with victim_init and surrogate.init naming this seed's public model (trained and saved once), or
+        cfg itself without `public` (or when already resolved: validation keeps victim_init empty beside it)."""
+        if cfg.public is None or cfg.victim_init is not None:
+            return cfg
+        out = copy.deepcopy(cfg)
+        out.victim_init = out.surrogate.init = PUBLIC_INIT + self.public_model(cfg, seed)
+        return out
+
+    def public_model(self, cfg: PoisoningConfig, seed: int) -> str:
+        """Name of the public model: the victim's method, backbone and bits trained from scratch for public.epochs on
+        public.train_part of the training split (disjoint from the victim's part), seed derived from (seed, "public")."""
+        p = cfg.public
+        data = dataclasses.replace(cfg.data, options={**cfg.data.options, "train_part": list(p.train_part)})
+        tcfg = dataclasses.replace(cfg.victim, seed=derive_seed(seed, "public"), epochs=p.epochs, lr=p.lr,
+                                   device=cfg.device)
+        name = f"public-{_digest(data, tcfg)}"
+        path = self._init_path(PUBLIC_INIT + name)
+        if not path.is_file():  # the training itself resumes from its checkpoint
+            ds = self.dataset(data)
+            save_tensors(path, self._train(name, ds.train, ds.num_classes, tcfg, init=None).state_dict())
+        return name
 
     def victim_recipe(self, cfg: PoisoningConfig, seed: int):
         return dataclasses.replace(cfg.victim, seed=derive_seed(seed, "victim"), device=cfg.device)
 
     def clean_victim(self, cfg: PoisoningConfig, seed: int):
+        cfg = self.with_public(cfg, seed)
         ds = self.dataset(cfg.data)
         tcfg = self.victim_recipe(cfg, seed)
         name = f"victim-clean-{_digest(cfg.data, tcfg, cfg.victim_init)}"
@@ -249,6 +338,7 @@ class PoisoningRun:
         from padhash.data import stolen_subset
         from padhash.hashing import make_loss
 
+        cfg = self.with_public(cfg, seed)
         s, v = cfg.surrogate, cfg.victim
         attacker_seed = derive_seed(seed, "attacker")
         if s.data is not None:
@@ -265,9 +355,14 @@ class PoisoningRun:
                                        epochs=s.epochs or v.epochs, lr=s.lr if s.lr is not None else v.lr,
                                        weights=s.weights[i] if s.weights else None, device=cfg.device)
             loss = make_loss(method, sur_ds.num_classes, bits, seed=member_seed, num_train=len(train), **tcfg.hparams)
-            name = f"surrogate-{_digest(s.data or cfg.data, s.stolen_fraction, tcfg, s.init)}"
-            models.append(self._train(name, train, sur_ds.num_classes, tcfg, init=s.init, loss=loss))
-            losses.append(loss)
+            ckpts = [sorted(s.checkpoints)] if s.checkpoints else []  # absent by default: older cache names stay
+            name = f"surrogate-{_digest(s.data or cfg.data, s.stolen_fraction, tcfg, s.init, *ckpts)}"
+            model = self._train(name, train, sur_ds.num_classes, tcfg, init=s.init, loss=loss, snapshots=s.checkpoints)
+            # one member per checkpoint, latest first (models[0] is the one diagnostics and base selection use)
+            members = [self._snapshot(name, tcfg, train.image_size, e)
+                       for e in sorted(s.checkpoints, reverse=True)] or [model]
+            models += members
+            losses += [loss] * len(members)
         return models, losses
 
     def poisons_in_database(self, cfg: PoisoningConfig) -> bool:
@@ -334,6 +429,7 @@ class PoisoningRun:
         keys = {(p, m): self._trial_key(axis, value, seed, p, m) for p in range(len(pairs)) for m in cfg.methods}
         if all(self.results.has(k) for k in keys.values()):
             return
+        cfg = self.with_public(cfg, seed)
         ds = self.dataset(cfg.data)
         victim = self.clean_victim(cfg, seed)
         vtag = f"victim-clean-{_digest(cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init)}"
@@ -446,6 +542,7 @@ class PoisoningRun:
         if method == "label_flip":  # dirty label: the trigger itself, as many copies as poisons, keeping label y_t
             reps = [triggers[i % len(triggers)] for i in range(len(base_idx))]
             return torch.stack(reps), {}
+        cfg = self.with_public(cfg, seed)
         path = self.out / "poisons" / f"{_digest(key, cfg.attack, cfg.surrogate)}.safetensors"
         if path.exists():
             saved = load_tensors(path, self.device)

@@ -8,7 +8,8 @@ CPU) Adam lr 1e-3, weight decay 1e-5, cosine decay over the epochs. Any field gi
 Checkpoint. After every epoch `checkpoint_dir/checkpoint.safetensors` is replaced atomically; it holds the model,
 the loss's state (DPSH memory), the optimizer state, the RNG states and (in its metadata) the finished epoch and
 the config. A run that finds it resumes after that epoch and ends with the same weights, bit for bit, as a run
-that was never interrupted.
+that was never interrupted. `snapshot_epochs` also keeps the model's weights after those epochs, one file each
+(`snapshot_path`), for attacks that use several points of one training (checkpoint-ensemble surrogates).
 """
 from __future__ import annotations
 
@@ -121,12 +122,14 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, hflip: bool) -> t
 
 def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashModel | None = None,
                      loss: HashLoss | None = None, checkpoint_dir: Path | None = None,
-                     progress: bool = True) -> HashModel:
+                     progress: bool = True, snapshot_epochs: tuple[int, ...] = ()) -> HashModel:
     """Train (or, given `model`, fine-tune) a hash model on split `train` with cfg's method and recipe.
 
     Model initialisation, data order, augmentation and dropout all draw from generators seeded by cfg.seed; the
     caller's global RNG state is left as it was. A trailing batch of one item is skipped (BatchNorm needs two)."""
     check_config(cfg)
+    if snapshot_epochs and checkpoint_dir is None:
+        raise PadhashError("snapshot_epochs needs a checkpoint_dir to keep the snapshots in")
     recipe = resolve_recipe(cfg)
     device = torch.device(cfg.device)
     devices = [device] if device.type == "cuda" else []
@@ -172,6 +175,8 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
                 total += value.item()
                 bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{total / max(len(batches), 1):.4f}")
+            if epoch + 1 in snapshot_epochs:  # before the checkpoint: a resumed run never skips a snapshot
+                save_tensors(snapshot_path(checkpoint_dir, epoch + 1), model.state_dict())
             if ckpt is not None:
                 _save_checkpoint(ckpt, fingerprint, epoch + 1, model, loss, optimizer, data_gen, devices)
         bar.close()
@@ -195,6 +200,11 @@ def encode(model: nn.Module, images_or_split, *, batch_size: int = 256, device: 
     if not codes:
         return torch.empty(0, getattr(model, "bits", 0), dtype=torch.int8)
     return torch.cat(codes)
+
+
+def snapshot_path(checkpoint_dir: Path, epoch: int) -> Path:
+    """Where `train_hash_model(..., snapshot_epochs=...)` keeps the model's weights after `epoch`."""
+    return Path(checkpoint_dir) / f"epoch-{epoch:04d}.safetensors"
 
 
 # --- checkpoints -------------------------------------------------------------------------------------------------

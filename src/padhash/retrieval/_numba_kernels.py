@@ -1,29 +1,30 @@
 """numba kernels: exact Hamming top-k on packed uint64 codes, and AP / hit counts of rankings.
 
-Top-k without heap or sort: a Hamming distance takes only bits+1 values. Per query:
-1. a strided sample of the database gives a distance histogram and from it a guess ``bound`` that leaves
-   somewhat more than k items at distance < bound;
-2. one scan in database order keeps the items closer than ``bound`` in a buffer (the hot loop is
-   load/xor/popcount/compare; the branch is rarely taken). If the buffer fills up it is compacted to the k best
-   and ``bound`` drops to their cut distance: every later item at that distance ranks after them (ties go to the
-   smaller index), so only strictly closer items can still enter;
-3. if fewer than k items passed a guessed bound (a poor sample), the query is scanned again with no bound;
-4. a counting select over the buffer (histogram, cut distance, offsets) writes each item straight to its final
-   slot. The buffer is in database order, so ties come out by index, by construction.
-Queries are handled in blocks, one block per thread at a time, and each block scans the database chunk by chunk
-so the chunk stays in cache while every query of the block reads it. Memory per query is O(k).
+Top-k without heap or sort: a Hamming distance takes only bits+1 values. Per block of queries:
+1. the distances of every query of the block to every database item go into a small-integer array (one byte per
+   item up to 128 bits, two bytes up to 32768), chunk by chunk so a database chunk stays in cache while every query
+   of the block reads it. This loop has no branch and LLVM vectorizes it (vector popcount);
+2. per query, the cut distance (the smallest d with >= k items at distance <= d) is found by counting the items
+   closer than a few candidate bounds, starting from a guess made on a strided sample. Each count reads the
+   distances a 64-bit word at a time with a SWAR compare (no branch per item), which is also vectorized;
+3. one pass in database order takes every item closer than the cut and, of the items at the cut, the first
+   k - (number closer) (ties go to the smaller index): exactly k items, each located with a trailing-zero count;
+4. a counting select (histogram, offsets) writes each of them straight to its final slot in (distance, index)
+   order. The pass is in database order, so ties come out by index, by construction.
+Memory per block: one small integer per (query, database item) of the block, plus O(k) per query.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
 # Database items per chunk: 8192 items x 1 word = 64 KiB, read by every query of a block while in L2.
 DB_CHUNK = 8192
-# Items sampled per query to guess the bound.
+# Items sampled per query to guess the cut.
 SAMPLE = 1024
 
 
@@ -39,160 +40,218 @@ def _popcount64(typingctx, x):
     return types.int64(types.uint64), codegen
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _distance(query, db, j):
-    d = 0
-    for w in range(db.shape[1]):
-        d += _popcount64(query[w] ^ db[j, w])
-    return d
+@intrinsic
+def _trailing_zeros64(typingctx, x):
+    """LLVM cttz (TZCNT) of a uint64, as int64; 64 for 0."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+
+    return types.int64(types.uint64), codegen
 
 
 @njit(cache=True, nogil=True)
-def _next_candidate(query, db, start, stop, bound):
-    """First database item in [start, stop) closer than ``bound``, or ``stop``.
+def _chunk_distances(query, db, c0, c1, dist):
+    """dist[j] = Hamming distance of query to item j, for j in [c0, c1); db is word-major (words, n).
 
-    The hot loop of the search: kept tiny, with unsigned indices so numba emits no negative-index wraparound.
+    Contiguous words, unsigned indices and no branch: LLVM vectorizes it (vector popcount).
     """
-    if db.shape[1] == 1:
-        qw = query[0]
-        for j in range(np.uint64(start), np.uint64(stop)):
-            if _popcount64(qw ^ db[j, 0]) < bound:
-                return np.int64(j)
-    else:
-        for j in range(np.uint64(start), np.uint64(stop)):
-            if _distance(query, db, j) < bound:
-                return np.int64(j)
-    return stop
+    n = np.uint64(c1 - c0)
+    for w in range(db.shape[0]):
+        words = db[w, c0:c1]
+        out = dist[c0:c1]
+        qw = query[w]
+        if w == 0:
+            for j in range(np.uint64(0), n):
+                out[j] = _popcount64(qw ^ words[j])
+        else:
+            for j in range(np.uint64(0), n):
+                out[j] += _popcount64(qw ^ words[j])
 
 
 @njit(cache=True, nogil=True)
-def _guess_bound(query, db, k, hist):
-    """A bound with, by the sample, comfortably more than k database items closer than it (bits+1 = none)."""
-    n_db = db.shape[0]
-    bits_plus_one = hist.shape[0] - 1
-    if n_db <= 4 * SAMPLE:
-        return bits_plus_one
-    hist[:] = 0
-    step = n_db // SAMPLE
-    for i in range(SAMPLE):
-        hist[_distance(query, db, i * step)] += 1
-    expected = k * SAMPLE / n_db
-    wanted = expected + 3.0 * math.sqrt(expected) + 1.0
+def _lanes(dist):
+    """SWAR constants for distances stored as ``dist``'s dtype: (lanes per word, lane bits, ones, top, half, gather).
+
+    For a lane holding d <= bits <= half and a bound 1 <= b <= bits, d + half - b fits the lane and has its top
+    bit clear exactly when d < b, so no lane carries into the next. ``gather`` multiplies the lanes' bits (shifted
+    down to each lane's lowest bit) into the top lane-count bits of the word (a "movemask").
+    """
+    lane_bits = dist.itemsize * 8
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF) // np.uint64((1 << lane_bits) - 1)
+    gather = np.uint64(0x0102040810204080) if lane_bits == 8 else np.uint64(0x0001000200040008)
+    return 64 // lane_bits, lane_bits, ones, ones << np.uint64(lane_bits - 1), 1 << (lane_bits - 1), gather
+
+
+@njit(cache=True, nogil=True)
+def _count_closer(dist, n_items, bits, bound):
+    """How many of the first n_items distances are < bound (lanes past n_items hold ``bits``: never counted)."""
+    if bound > bits:
+        return n_items
+    if bound <= 0:
+        return 0
+    lanes, _, ones, top, half, _ = _lanes(dist)
+    words = dist.view(np.uint64)
+    add = ones * np.uint64(half - bound)
+    total = 0
+    for g in range(np.uint64(0), np.uint64((n_items + lanes - 1) // lanes)):
+        total += _popcount64(~(words[g] + add) & top)
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _guess_cut(query, db, k, bits):
+    """The distance at the k/N quantile of a strided sample of the database: where the cut search starts."""
+    n_db = db.shape[1]
+    hist = np.zeros(bits + 1, np.int64)
+    step = max(1, n_db // SAMPLE)
+    n_sample = 0
+    for j in range(0, n_db, step):
+        d = 0
+        for w in range(db.shape[0]):
+            d += _popcount64(query[w] ^ db[w, j])
+        hist[d] += 1
+        n_sample += 1
+    wanted = k * n_sample / n_db
     seen = 0
-    for d in range(bits_plus_one):
+    for d in range(bits + 1):
         seen += hist[d]
         if seen >= wanted:
-            return d + 1
-    return bits_plus_one
+            return d
+    return bits
 
 
 @njit(cache=True, nogil=True)
-def _cut(k, hist, bits_plus_one):
-    """(cut, below): the smallest distance with >= k items at or below it, and the count strictly below it."""
-    below = 0
-    cut = 0
-    while cut < bits_plus_one and below + hist[cut] < k:
-        below += hist[cut]
+def _find_cut(dist, n_items, bits, k, guess):
+    """(cut, closer): the smallest d with >= k items at distance <= d, and the number of items at distance < d."""
+    cut = guess
+    while _count_closer(dist, n_items, bits, cut + 1) < k:
         cut += 1
-    return cut, below
+    closer = _count_closer(dist, n_items, bits, cut)
+    while closer >= k:
+        cut -= 1
+        closer = _count_closer(dist, n_items, bits, cut)
+    return cut, closer
 
 
 @njit(cache=True, nogil=True)
-def _compact(k, hist, buf_idx, buf_dist, n, bound):
-    """Keep, in database order, the k best of the buffer (which holds >= k items below ``bound``)."""
-    cut, below = _cut(k, hist, bound)
-    keep_at_cut = k - below
-    kept = 0
-    for i in range(n):
-        d = buf_dist[i]
-        if d < cut or (d == cut and keep_at_cut > 0):
-            if d == cut:
-                keep_at_cut -= 1
-            buf_idx[kept] = buf_idx[i]
-            buf_dist[kept] = d
-            kept += 1
-    hist[cut] = k - below
-    hist[cut + 1:] = 0
-    return kept
+def _closer_masks(dist, n_items, bits, bound, masks):
+    """masks[w], bit t: item w * lanes + t (of the first n_items) is closer than ``bound``; one byte per word of
+    distances, so 8 bytes read as one uint64 cover a group of 8 words. Branch-free: LLVM vectorizes it."""
+    lanes, lane_bits, ones, top, half, gather = _lanes(dist)
+    words = dist.view(np.uint64)
+    n_words = (n_items + lanes - 1) // lanes
+    if bound <= 0:
+        masks[:] = 0
+        return
+    if bound > bits:
+        masks[:n_words] = (1 << lanes) - 1
+    else:
+        add = ones * np.uint64(half - bound)
+        to_lowest, to_top = np.uint64(lane_bits - 1), np.uint64(64 - lane_bits)
+        for g in range(np.uint64(0), np.uint64(n_words)):
+            masks[g] = (((~(words[g] + add) & top) >> to_lowest) * gather) >> to_top
+    masks[n_words:] = 0
+    masks[n_words - 1] &= (1 << (n_items - (n_words - 1) * lanes)) - 1
 
 
 @njit(cache=True, nogil=True)
-def _scan(query, db, c0, c1, k, hist, buf_idx, buf_dist, n, bound, below):
-    """Buffer the items of c0..c1-1 closer than ``bound``; returns the updated (n, bound, below).
+def _take_best(dist, n_items, bits, k, cut, closer, masks_le, masks_lt, buf_idx):
+    """Into ``buf_idx``, in database order: every item closer than ``cut`` and the first k - closer items at the
+    cut. Reads 64 mask bits (a group of 8 words) at a time and takes the first 4 set bits of a group without a
+    branch (a group holds ~1-2 on average), so the loop branches about once per group, not once per item.
+    ``dist`` needs one spare group of padding: an empty slot's trailing-zero count (64) points there."""
+    lanes = 8 // dist.itemsize
+    _closer_masks(dist, n_items, bits, cut + 1, masks_le)
+    _closer_masks(dist, n_items, bits, cut, masks_lt)
+    groups_le, groups_lt = masks_le.view(np.uint64), masks_lt.view(np.uint64)
+    at_cut = k - closer  # items at the cut still to take
+    n = 0
+    for g in range(groups_le.shape[0]):
+        if at_cut > 0:
+            ties = groups_le[g] & ~groups_lt[g]
+            n_ties = _popcount64(ties)
+            if n_ties > at_cut:  # the cut's last tie group: keep its first at_cut items (smallest indices)
+                kept = np.uint64(0)
+                for _ in range(at_cut):
+                    lowest = ties & (~ties + np.uint64(1))
+                    kept |= lowest
+                    ties ^= lowest
+                ties = kept
+            at_cut -= n_ties
+            group = groups_lt[g] | ties
+        else:
+            group = groups_lt[g]
+        count = _popcount64(group)
+        for t in range(4):
+            bit = _trailing_zeros64(group)
+            buf_idx[n + t] = (g * 8 + (bit >> 3)) * lanes + (bit & 7)
+            group &= group - np.uint64(1)
+        t = 4
+        while group:
+            bit = _trailing_zeros64(group)
+            buf_idx[n + t] = (g * 8 + (bit >> 3)) * lanes + (bit & 7)
+            group &= group - np.uint64(1)
+            t += 1
+        n += count
 
-    ``below`` counts buffered items closer than ``bound``; once it reaches k the bound drops: a later item at
-    the new bound ranks after k buffered items with smaller indices.
-    """
-    capacity = buf_idx.shape[0]
-    j = _next_candidate(query, db, c0, c1, bound)
-    while j < c1:
-        if n == capacity:
-            n = _compact(k, hist, buf_idx, buf_dist, n, bound)
-        d = _distance(query, db, j)
-        buf_idx[n] = j
-        buf_dist[n] = d
-        n += 1
+
+@njit(cache=True, nogil=True)
+def _emit(dist, k, cut, buf_idx, buf_dist, hist, offsets, out_dist, out_idx):
+    """Counting select: write the k buffered items in (distance, index) order (the buffer is in index order)."""
+    hist[:cut + 1] = 0
+    for i in range(k):
+        d = dist[buf_idx[i]]
+        buf_dist[i] = d
         hist[d] += 1
-        below += 1
-        while below >= k:
-            bound -= 1
-            below -= hist[bound]
-        j = _next_candidate(query, db, j + 1, c1, bound)
-    return n, bound, below
-
-
-@njit(cache=True, nogil=True)
-def _emit(k, hist, buf_idx, buf_dist, n, bound, offsets, out_dist, out_idx):
-    """Counting select: write the k best of the buffer in (distance, index) order."""
-    cut, _ = _cut(k, hist, bound + 1)
     position = 0
     for d in range(cut + 1):
         offsets[d] = position
         position += hist[d]
-    for i in range(n):
+    for i in range(k):
         d = buf_dist[i]
-        if d <= cut:
-            slot = offsets[d]
-            if slot < k:
-                out_dist[slot] = d
-                out_idx[slot] = buf_idx[i]
-                offsets[d] = slot + 1
+        slot = offsets[d]
+        out_dist[slot] = d
+        out_idx[slot] = buf_idx[i]
+        offsets[d] = slot + 1
 
 
 @njit(parallel=True, cache=True)
-def hamming_topk_packed(queries, db, k, bits, block, capacity, out_dist, out_idx):
-    """Exact top-k of every query; queries / db are (n, words) uint64; outputs (Q, k) int32 / int64.
+def hamming_topk_packed(queries, db, k, bits, block, lane_dtype_like, out_dist, out_idx):
+    """Exact top-k of every query; queries are (n, words) and db (words, n) uint64 (word-major, so each word of a
+    chunk is contiguous); outputs (Q, k) int32 / int64.
 
-    Needs k <= len(db) and capacity >= min(len(db), k + 1).
+    Needs 1 <= k <= len(db) and ``lane_dtype_like`` an array of uint8 (bits <= 128) or uint16 (bits <= 32768):
+    the dtype the distances are kept in.
     """
     n_queries = queries.shape[0]
-    n_db = db.shape[0]
+    n_db = db.shape[1]
+    lanes = 8 // lane_dtype_like.itemsize
+    n_groups = (n_db + 8 * lanes - 1) // (8 * lanes)
+    padded = (n_groups + 1) * 8 * lanes  # whole groups of 8 words, plus the spare group _take_best points into
     n_blocks = (n_queries + block - 1) // block
     for b in prange(n_blocks):
         q0 = b * block
         nb = min(n_queries, q0 + block) - q0
-        hist = np.zeros((nb, bits + 2), np.int64)
-        offsets = np.empty(bits + 2, np.int64)
-        buf_idx = np.empty((nb, capacity), np.int64)
-        buf_dist = np.empty((nb, capacity), np.uint16)
-        count = np.zeros(nb, np.int64)
-        bound = np.empty(nb, np.int64)
-        below = np.zeros(nb, np.int64)
-        for i in range(nb):
-            bound[i] = _guess_bound(queries[q0 + i], db, k, hist[i])
-        hist[:] = 0
+        dist = np.empty((nb, padded), lane_dtype_like.dtype)
+        dist[:, n_db:] = bits  # padding lanes: never closer than a bound <= bits
         for c0 in range(0, n_db, DB_CHUNK):
             c1 = min(n_db, c0 + DB_CHUNK)
             for i in range(nb):
-                count[i], bound[i], below[i] = _scan(queries[q0 + i], db, c0, c1, k, hist[i], buf_idx[i],
-                                                     buf_dist[i], count[i], bound[i], below[i])
+                _chunk_distances(queries[q0 + i], db, c0, c1, dist[i])
+        masks_le = np.empty(n_groups * 8, np.uint8)
+        masks_lt = np.empty(n_groups * 8, np.uint8)
+        buf_idx = np.empty(k + 64, np.int64)
+        buf_dist = np.empty(k, np.int64)
+        hist = np.empty(bits + 1, np.int64)
+        offsets = np.empty(bits + 1, np.int64)
         for i in range(nb):
-            if count[i] < k:  # the guessed bound let fewer than k through: scan again without one
-                hist[i] = 0
-                count[i], bound[i], below[i] = _scan(queries[q0 + i], db, 0, n_db, k, hist[i], buf_idx[i],
-                                                     buf_dist[i], 0, bits + 1, 0)
-            _emit(k, hist[i], buf_idx[i], buf_dist[i], count[i], bound[i], offsets, out_dist[q0 + i],
-                  out_idx[q0 + i])
+            guess = _guess_cut(queries[q0 + i], db, k, bits)
+            cut, closer = _find_cut(dist[i], n_db, bits, k, guess)
+            _take_best(dist[i], n_db, bits, k, cut, closer, masks_le, masks_lt, buf_idx)
+            _emit(dist[i], k, cut, buf_idx, buf_dist, hist, offsets, out_dist[q0 + i], out_idx[q0 + i])
 
 
 @njit(parallel=True, cache=True)

@@ -26,10 +26,9 @@ BACKENDS = ("auto", "numba", "faiss", "torch")
 # torch backend: distance elements per query block (int64 keys: 2^23 elements = 64 MiB; 512 MiB on a GPU).
 _TORCH_BLOCK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 26}
 # numba backend: queries per block (they share each database chunk in cache), and the cap on the
-# candidate buffers one block holds (large k gets smaller blocks).
+# distances one block holds (a large database gets smaller blocks).
 _NUMBA_BLOCK = 16
 _NUMBA_BLOCK_BYTES = 64 << 20
-_NUMBA_MIN_SLACK = 4096  # buffer slots beyond k before a compaction
 
 
 class HammingIndex:
@@ -47,8 +46,8 @@ class HammingIndex:
         if self.db_codes.shape[0] == 0:
             raise PadhashError("database codes: the database is empty")
         self.bits = self.db_codes.shape[1]
-        if self.bits > 65535:
-            raise PadhashError(f"codes of {self.bits} bits are longer than the 65535 bits supported")
+        if self.bits > 32768:
+            raise PadhashError(f"codes of {self.bits} bits are longer than the 32768 bits supported")
         self.backend = backend
         self.block_size = block_size
         self._prepared: dict = {}  # backend (and device) -> prepared database
@@ -90,15 +89,17 @@ class HammingIndex:
     def _search_numba(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         from padhash.retrieval._numba_kernels import hamming_topk_packed
 
-        db_words = self._prepare("numba", lambda: pack_codes(self.db_codes, word_bytes=8).view(np.uint64))
+        db_words = self._prepare("numba", lambda: np.ascontiguousarray(
+            pack_codes(self.db_codes, word_bytes=8).view(np.uint64).T))
         query_words = pack_codes(queries, word_bytes=8).view(np.uint64)
         n_queries = query_words.shape[0]
-        # Buffer of accepted candidates per query (compacted to k when full): 10 bytes per slot.
-        capacity = min(len(self), k + max(k, _NUMBA_MIN_SLACK))
-        block = self.block_size or max(1, min(_NUMBA_BLOCK, _NUMBA_BLOCK_BYTES // (10 * capacity)))
+        # Distances are kept in bytes up to 128 bits (the kernel's SWAR compare needs bits <= half the lane range).
+        lane_dtype = np.uint8 if self.bits <= 128 else np.uint16
+        per_query = len(self) * np.dtype(lane_dtype).itemsize
+        block = self.block_size or max(1, min(_NUMBA_BLOCK, _NUMBA_BLOCK_BYTES // per_query))
         out_dist = np.empty((n_queries, k), np.int32)
         out_idx = np.empty((n_queries, k), np.int64)
-        hamming_topk_packed(query_words, db_words, k, self.bits, block, capacity, out_dist, out_idx)
+        hamming_topk_packed(query_words, db_words, k, self.bits, block, np.empty(0, lane_dtype), out_dist, out_idx)
         return out_dist, out_idx
 
     def _search_faiss(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,13 @@ Follows Witches' Brew's reference loop (REFERENCES.md §2): δ initialised as ra
 ε ℓ∞ ball in pixel space (and optionally an ℓ2 ball, PADHASH Algorithm 1 line 10) and on [0, 1], differentiable
 flip + shift augmentation of the poisons, BatchNorm in eval mode, restarts keeping the lowest final loss, ensembles
 averaging the matching loss over members. G_v is computed once, on the unaugmented trigger(s).
+
+`project_out: target_mean` (a study option, not in either paper) removes from G_v and G_p their component along
+the mean gradient of the clean bases, which are target-class images with their true labels. Why: under CSQ-like
+losses the gradient of ANY target-class image pulls towards the target's hash centre, as the trigger's
+target gradient does, so the cosine can be high while the poisons carry nothing of the trigger; matching what is
+left after removing that shared direction asks the poisons for the trigger-specific part. Diagnostics
+(grad_cosine, grad_norm_ratio) stay on the raw gradients, comparable across settings.
 """
 from __future__ import annotations
 
@@ -19,13 +26,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from padhash.attacks.poisoning.matching import (
+    PROJECTIONS,
     HashLossFn,
     gradient_cosine,
     gradient_norm,
     matched_parameters,
     parameter_gradient,
+    project_out,
     strict_matching_loss,
 )
+from padhash.config import OMIT_AT_DEFAULT
 from padhash.errors import PadhashError
 
 BN_MODES = ("eval", "train")
@@ -47,6 +57,9 @@ class CraftConfig:
     bn_mode: str = "eval"          # BatchNorm during crafting: running stats ("eval", Witches' Brew) or batch stats
     params: str = "all"            # which parameters' gradients are matched: "all" | "hash_layer"
     magnitude: str = "paper"       # PADHASH magnitude term: "paper" (Eq. 5) | "relative" (‖G_p−G_v‖/‖G_v‖)
+    # "none" (the papers) | "target_mean": match G_v, G_p minus their component along the clean bases' mean
+    # gradient (module docstring)
+    project_out: str = field(default="none", metadata=OMIT_AT_DEFAULT)
 
     def validate(self) -> None:
         if self.eps <= 0 or self.eps > 1:
@@ -59,6 +72,8 @@ class CraftConfig:
             raise PadhashError(f"attack.bn_mode: {self.bn_mode!r} is not one of {', '.join(BN_MODES)}")
         if not 0.0 <= self.alpha <= 1.0:
             raise PadhashError(f"attack.alpha: must be in [0, 1], got {self.alpha}")
+        if self.project_out not in PROJECTIONS:
+            raise PadhashError(f"attack.project_out: {self.project_out!r} is not one of {', '.join(PROJECTIONS)}")
 
 
 @dataclass
@@ -101,10 +116,11 @@ def project(delta: torch.Tensor, bases: torch.Tensor, eps: float, eps_l2: float 
 
 
 class _Member:
-    """One surrogate of the ensemble: model (frozen), its loss, matched parameters and the target gradient G_v."""
+    """One surrogate of the ensemble: model (frozen), its loss, matched parameters, the target gradient G_v and,
+    with project_out, the direction removed before matching (the clean bases' mean gradient)."""
 
     def __init__(self, model: nn.Module, loss_fn: HashLossFn, cfg: CraftConfig,
-                 triggers: torch.Tensor, target_labels: torch.Tensor):
+                 triggers: torch.Tensor, target_labels: torch.Tensor, bases: torch.Tensor, base_labels: torch.Tensor):
         if cfg.bn_mode == "train":
             model = copy.deepcopy(model)  # batch-stat mode updates running stats; keep the caller's model intact
         self.model = model.train(cfg.bn_mode == "train")
@@ -115,6 +131,14 @@ class _Member:
         if self.target_norm == 0.0:
             raise PadhashError("the trigger's target gradient is zero (the surrogate already maps it to the target); "
                                "nothing to match")
+        self.removed = None
+        if cfg.project_out == "target_mean":
+            self.removed = [g.detach() for g in parameter_gradient(model, loss_fn, bases, base_labels, self.params)]
+        self.matched_target = self.transform(self.target_grads)
+
+    def transform(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The gradients as the matching loss sees them (project_out applied)."""
+        return grads if self.removed is None else project_out(grads, self.removed)
 
 
 def _diagnostics(members: Sequence[_Member], images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -151,7 +175,7 @@ def craft_poisons(
         raise PadhashError(f"craft_poisons: bases {tuple(bases.shape[1:])} and triggers {tuple(triggers.shape[1:])} differ in shape")
     device = bases.device
     target_labels = target_label.reshape(1, -1).to(device).expand(len(triggers), -1)
-    members = [_Member(m, f, cfg, triggers, target_labels) for m, f in zip(models, loss_fns)]
+    members = [_Member(m, f, cfg, triggers, target_labels, bases, base_labels) for m, f in zip(models, loss_fns)]
     cos_before, ratio_before = _diagnostics(members, bases, base_labels)
 
     batch = cfg.batch_size or len(bases)
@@ -173,8 +197,9 @@ def craft_poisons(
                     images = augment_batch(images, cfg.shift, generator, cfg.flip)
                 loss = sum(
                     strict_matching_loss(
-                        parameter_gradient(m.model, m.loss_fn, images, base_labels[sl], m.params, create_graph=True),
-                        m.target_grads, cfg.alpha, magnitude=cfg.magnitude)
+                        m.transform(parameter_gradient(m.model, m.loss_fn, images, base_labels[sl], m.params,
+                                                       create_graph=True)),
+                        m.matched_target, cfg.alpha, magnitude=cfg.magnitude)
                     for m in members) / len(members)
                 grad = grad + torch.autograd.grad(loss, delta)[0]
                 step_loss += float(loss.detach()) / len(batches)

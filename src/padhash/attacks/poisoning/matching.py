@@ -20,6 +20,8 @@ HashLossFn = Callable[..., torch.Tensor]  # loss(u, labels, index=None) -> scala
 PARAM_SELECTIONS = ("all", "hash_layer")
 # How the magnitude term is normalised: Eq. 5 as printed, or relative to ‖G_v‖ (scale-free; an option for studies).
 MAGNITUDE_TERMS = ("paper", "relative")
+# What is removed from G_v and G_p before matching: nothing (the papers) or the clean target-class mean gradient.
+PROJECTIONS = ("none", "target_mean")
 
 
 def matched_parameters(model: nn.Module, selection: str = "all") -> list[nn.Parameter]:
@@ -68,6 +70,13 @@ def gradient_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
 def gradient_cosine(poison_grads: Sequence[torch.Tensor], target_grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """One global cosine over all matched parameters (Witches' Brew, not per layer)."""
     return _dot(poison_grads, target_grads) / (gradient_norm(poison_grads) * gradient_norm(target_grads)).clamp_min(1e-30)
+
+
+def project_out(grads: Sequence[torch.Tensor], direction: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """grads minus their component along `direction` (one global direction over all matched parameters):
+    g − (g·d / d·d)·d. Differentiable in grads; a zero direction leaves grads as they are."""
+    scale = _dot(grads, direction) / _dot(direction, direction).clamp_min(1e-30)
+    return [g - scale * d for g, d in zip(grads, direction)]
 
 
 def strict_matching_loss(
