@@ -156,6 +156,7 @@ class DefenseRun:
         run.run()
         ds = run.dataset(pcfg.data)
         seed = pcfg.seeds[0]
+        pcfg = run.with_public(pcfg, seed)  # a `public` model becomes the victim's init, as in the PADHASH runner
         victim = run.clean_victim(pcfg, seed)
         ev = Evaluator(ds, _padhash_eval(pcfg), pcfg.device)
         clean_map = ev.clean_map(victim, ev.codes(victim, ds.database))

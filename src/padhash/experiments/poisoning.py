@@ -310,8 +310,8 @@ class PoisoningRun:
         return out
 
     def public_model(self, cfg: PoisoningConfig, seed: int) -> str:
-        """Name of the public model: the victim's method, backbone and bits trained from scratch for public.epochs on
-        public.train_part of the training split (disjoint from the victim's part), seed derived from (seed, "public")."""
+        """Name of the public model: the victim's method, backbone and bits trained from scratch for public.epochs
+        on public.train_part of the training split (disjoint from the victim's part), seeded by (seed, "public")."""
         p = cfg.public
         data = dataclasses.replace(cfg.data, options={**cfg.data.options, "train_part": list(p.train_part)})
         tcfg = dataclasses.replace(cfg.victim, seed=derive_seed(seed, "public"), epochs=p.epochs, lr=p.lr,
