@@ -219,11 +219,12 @@ def _emit(dist, k, cut, buf_idx, buf_dist, hist, offsets, out_dist, out_idx):
 
 
 @njit(parallel=True, cache=True)
-def hamming_topk_packed(queries, db, k, bits, block, lane_dtype_like, out_dist, out_idx):
+def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like, out_dist, out_idx):
     """Exact top-k of every query; queries are (n, words) and db (words, n) uint64 (word-major, so each word of a
     chunk is contiguous); outputs (Q, k) int32 / int64.
 
-    Needs 1 <= k <= len(db) and ``lane_dtype_like`` an array of uint8 (bits <= 128) or uint16 (bits <= 32768):
+    ``n_workers``: how many threads share the blocks (numba's thread count). Needs 1 <= k <= len(db) and
+    ``lane_dtype_like`` an array of uint8 (bits <= 128) or uint16 (bits <= 32768):
     the dtype the distances are kept in.
     """
     n_queries = queries.shape[0]
@@ -232,26 +233,30 @@ def hamming_topk_packed(queries, db, k, bits, block, lane_dtype_like, out_dist, 
     n_groups = (n_db + 8 * lanes - 1) // (8 * lanes)
     padded = (n_groups + 1) * 8 * lanes  # whole groups of 8 words, plus the spare group _take_best points into
     n_blocks = (n_queries + block - 1) // block
-    for b in prange(n_blocks):
-        q0 = b * block
-        nb = min(n_queries, q0 + block) - q0
-        dist = np.empty((nb, padded), lane_dtype_like.dtype)
+    n_workers = max(1, min(n_blocks, n_workers))
+    # One worker per thread, each with its scratch allocated once: allocating it per block made every block an
+    # mmap/munmap pair, and the munmaps' TLB shootdowns stalled the other threads (2 threads ran slower than 1).
+    for worker in prange(n_workers):
+        dist = np.empty((block, padded), lane_dtype_like.dtype)
         dist[:, n_db:] = bits  # padding lanes: never closer than a bound <= bits
-        for c0 in range(0, n_db, DB_CHUNK):
-            c1 = min(n_db, c0 + DB_CHUNK)
-            for i in range(nb):
-                _chunk_distances(queries[q0 + i], db, c0, c1, dist[i])
         masks_le = np.empty(n_groups * 8, np.uint8)
         masks_lt = np.empty(n_groups * 8, np.uint8)
         buf_idx = np.empty(k + 64, np.int64)
         buf_dist = np.empty(k, np.int64)
         hist = np.empty(bits + 1, np.int64)
         offsets = np.empty(bits + 1, np.int64)
-        for i in range(nb):
-            guess = _guess_cut(queries[q0 + i], db, k, bits)
-            cut, closer = _find_cut(dist[i], n_db, bits, k, guess)
-            _take_best(dist[i], n_db, bits, k, cut, closer, masks_le, masks_lt, buf_idx)
-            _emit(dist[i], k, cut, buf_idx, buf_dist, hist, offsets, out_dist[q0 + i], out_idx[q0 + i])
+        for b in range(worker, n_blocks, n_workers):
+            q0 = b * block
+            nb = min(n_queries, q0 + block) - q0
+            for c0 in range(0, n_db, DB_CHUNK):
+                c1 = min(n_db, c0 + DB_CHUNK)
+                for i in range(nb):
+                    _chunk_distances(queries[q0 + i], db, c0, c1, dist[i])
+            for i in range(nb):
+                guess = _guess_cut(queries[q0 + i], db, k, bits)
+                cut, closer = _find_cut(dist[i], n_db, bits, k, guess)
+                _take_best(dist[i], n_db, bits, k, cut, closer, masks_le, masks_lt, buf_idx)
+                _emit(dist[i], k, cut, buf_idx, buf_dist, hist, offsets, out_dist[q0 + i], out_idx[q0 + i])
 
 
 @njit(parallel=True, cache=True)

@@ -87,6 +87,8 @@ class HammingIndex:
         return self._prepared[key]
 
     def _search_numba(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import numba
+
         from padhash.retrieval._numba_kernels import hamming_topk_packed
 
         db_words = self._prepare("numba", lambda: np.ascontiguousarray(
@@ -99,7 +101,8 @@ class HammingIndex:
         block = self.block_size or max(1, min(_NUMBA_BLOCK, _NUMBA_BLOCK_BYTES // per_query))
         out_dist = np.empty((n_queries, k), np.int32)
         out_idx = np.empty((n_queries, k), np.int64)
-        hamming_topk_packed(query_words, db_words, k, self.bits, block, np.empty(0, lane_dtype), out_dist, out_idx)
+        hamming_topk_packed(query_words, db_words, k, self.bits, block, numba.get_num_threads(), np.empty(0, lane_dtype),
+                            out_dist, out_idx)
         return out_dist, out_idx
 
     def _search_faiss(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
