@@ -406,6 +406,7 @@ class BackdoorRun:
                               "setting": setting, "victim_backbone": column, "target_class": target,
                               "map": ev.clean_map(clean, clean_db)}
                     crafters = backbones if setting != "holdout" else [b for b in backbones if b != column]
+                    record["crafters"] = list(crafters)  # which clean models made the trigger and poisons
                     tag = "ens-" + "+".join(crafters)
                     models = [self.clean_model(cfg, b) for b in crafters]
                     patch = self.trigger(cfg, target, models, tag)
