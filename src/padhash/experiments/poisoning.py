@@ -542,7 +542,6 @@ class PoisoningRun:
         if method == "label_flip":  # dirty label: the trigger itself, as many copies as poisons, keeping label y_t
             reps = [triggers[i % len(triggers)] for i in range(len(base_idx))]
             return torch.stack(reps), {}
-        cfg = self.with_public(cfg, seed)
         path = self.out / "poisons" / f"{_digest(key, cfg.attack, cfg.surrogate)}.safetensors"
         if path.exists():
             saved = load_tensors(path, self.device)
