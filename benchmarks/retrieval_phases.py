@@ -1,0 +1,77 @@
+"""Where the numba top-k spends its time: per-query cost of each phase of the kernel, on one thread.
+
+Runs the kernel's own phases on random 64-bit codes (default 500 queries x 50,000 items, top-1000) and prints the
+cumulative time per query after each phase: distances (vector popcount into bytes), the sampled guess of the
+cut, the cut search (SWAR counts), taking the k best from the masks, and the counting select. Best of 7.
+
+    NUMBA_NUM_THREADS=1 .venv/bin/python benchmarks/retrieval_phases.py
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from numba import njit
+
+from padhash.retrieval import _numba_kernels as kernels
+
+PHASES = ("distances", "+ guess of the cut", "+ cut search", "+ take the k best", "+ counting select")
+
+
+@njit
+def run_phases(queries, db, k, bits, last_phase):
+    """The kernel's per-query steps for one thread, stopping after phase `last_phase` (0-4)."""
+    n_db = db.shape[1]
+    n_groups = (n_db + 63) // 64
+    dist = np.full((n_groups + 1) * 64, bits, np.uint8)
+    masks_le, masks_lt = np.empty(n_groups * 8, np.uint8), np.empty(n_groups * 8, np.uint8)
+    buf_idx, buf_dist = np.empty(k + 64, np.int64), np.empty(k, np.int64)
+    hist, offsets = np.zeros(bits + 1, np.int64), np.empty(bits + 1, np.int64)
+    out_dist, out_idx = np.empty(k, np.int32), np.empty(k, np.int64)
+    cuts = 0
+    for q in range(queries.shape[0]):
+        for c0 in range(0, n_db, kernels.DB_CHUNK):
+            kernels._chunk_distances(queries[q], db, c0, min(n_db, c0 + kernels.DB_CHUNK), dist)
+        if last_phase == 0:
+            continue
+        guess = kernels._guess_cut(queries[q], db, k, bits)
+        if last_phase == 1:
+            continue
+        cut, closer = kernels._find_cut(dist, n_db, bits, k, guess)
+        cuts += cut
+        if last_phase == 2:
+            continue
+        kernels._take_best(dist, n_db, bits, k, cut, closer, masks_le, masks_lt, buf_idx)
+        if last_phase == 3:
+            continue
+        kernels._emit(dist, k, cut, buf_idx, buf_dist, hist, offsets, out_dist, out_idx)
+    return cuts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--database", type=int, default=50_000)
+    ap.add_argument("--topk", type=int, default=1000)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    queries = rng.integers(0, 2**63, (args.queries, 1)).astype(np.uint64)
+    db = rng.integers(0, 2**63, (1, args.database)).astype(np.uint64)  # word-major, as HammingIndex stores it
+    for phase in range(len(PHASES)):
+        run_phases(queries[:2], db, args.topk, 64, phase)  # compile
+    print(f"{args.queries} queries x {args.database} items, 64 bits, top-{args.topk}, one thread (best of 7)\n")
+    print("| phases run | µs per query | this phase |\n|---|---|---|")
+    previous = 0.0
+    for phase, name in enumerate(PHASES):
+        best = float("inf")
+        for _ in range(7):
+            start = time.perf_counter()
+            run_phases(queries, db, args.topk, 64, phase)
+            best = min(best, (time.perf_counter() - start) / args.queries * 1e6)
+        print(f"| {name} | {best:.1f} | {best - previous:.1f} |")
+        previous = best
+
+
+if __name__ == "__main__":
+    main()
