@@ -23,29 +23,28 @@ PHASES = ("distances", "+ guess of the cut", "+ cut search", "+ take the k best"
 def run_phases(queries, db, k, bits, last_phase):
     """The kernel's per-query steps for one thread, stopping after phase `last_phase` (0-4)."""
     n_db = db.shape[1]
-    n_groups = (n_db + 63) // 64
-    dist = np.full((n_groups + 1) * 64, bits, np.uint8)
-    masks_le, masks_lt = np.empty(n_groups * 8, np.uint8), np.empty(n_groups * 8, np.uint8)
-    buf_idx, buf_dist = np.empty(k + 64, np.int64), np.empty(k, np.int64)
-    hist, offsets = np.zeros(bits + 1, np.int64), np.empty(bits + 1, np.int64)
+    dist = np.full((n_db + 63) // 64 * 64, bits, np.uint8)
+    buf_idx, buf_dist, order = np.empty(k + 64, np.int64), np.empty(k + 64, np.uint8), np.empty(k + 64, np.int64)
     out_dist, out_idx = np.empty(k, np.int32), np.empty(k, np.int64)
+    sample = np.ascontiguousarray(db[:, ::max(1, n_db // kernels.SAMPLE)])
+    sample_dist = np.full((sample.shape[1] + 63) // 64 * 64, bits, np.uint8)
     cuts = 0
     for q in range(queries.shape[0]):
         for c0 in range(0, n_db, kernels.DB_CHUNK):
             kernels._chunk_distances(queries[q], db, c0, min(n_db, c0 + kernels.DB_CHUNK), dist)
         if last_phase == 0:
             continue
-        guess = kernels._guess_cut(queries[q], db, k, bits)
+        guess = kernels._guess_cut(queries[q], sample, n_db, k, bits, sample_dist)
         if last_phase == 1:
             continue
         cut, closer = kernels._find_cut(dist, n_db, bits, k, guess)
         cuts += cut
         if last_phase == 2:
             continue
-        kernels._take_best(dist, n_db, bits, k, cut, closer, masks_le, masks_lt, buf_idx)
+        kernels._take_best(dist, n_db, k, cut, closer, buf_idx)
         if last_phase == 3:
             continue
-        kernels._emit(dist, k, cut, buf_idx, buf_dist, hist, offsets, out_dist, out_idx)
+        kernels._emit(dist, k, cut, buf_idx, buf_dist, order, out_dist, out_idx)
     return cuts
 
 

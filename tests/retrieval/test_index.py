@@ -126,3 +126,17 @@ def test_numba_finds_the_cut_when_the_sample_misleads():
     dist, idx = HammingIndex(db, "numba").search(query, 2000)
     ref_dist, ref_idx = brute_force(query, db, 2000)
     assert torch.equal(dist, ref_dist) and torch.equal(idx, ref_idx)
+
+
+@pytest.mark.parametrize("bits", [13, 64, 128, 129])
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 300])
+def test_numba_at_the_largest_distance(bits, n):
+    """Every item at distance `bits` from the query (the cut is `bits`, whose bound bits + 1 fills a byte lane at
+    128 bits), databases shorter than, equal to and just past one 64-item compare group."""
+    db = -torch.ones(n, bits, dtype=torch.int8)
+    db[n // 2:, 0] = 1  # and some one bit closer
+    query = torch.ones(1, bits, dtype=torch.int8)
+    for k in sorted({1, n // 2 + 1, n}):
+        dist, idx = HammingIndex(db, "numba").search(query, k)
+        ref_dist, ref_idx = brute_force(query, db, k)
+        assert torch.equal(dist, ref_dist) and torch.equal(idx, ref_idx), (bits, n, k)

@@ -71,107 +71,99 @@ def _chunk_distances(query, db, c0, c1, dist):
                 out[j] += _popcount64(qw ^ words[j])
 
 
-@njit(cache=True, nogil=True)
-def _lanes(dist):
-    """SWAR constants for distances stored as ``dist``'s dtype: (lanes per word, lane bits, ones, top, half, gather).
+@intrinsic
+def _below64(typingctx, dist, start, bound):
+    """uint64 whose bit t says dist[start + t] < bound, for t < 64: one vector load, one unsigned compare against
+    the broadcast bound and a movemask (the <64 x i1> result read as an i64). dist is uint8 or uint16 and must
+    hold 64 values from ``start``; the bound must fit its dtype."""
+    if not (isinstance(dist, types.Array) and dist.dtype in (types.uint8, types.uint16)):
+        return None
 
-    For a lane holding d <= bits <= half and a bound 1 <= b <= bits, d + half - b fits the lane and has its top
-    bit clear exactly when d < b, so no lane carries into the next. ``gather`` multiplies the lanes' bits (shifted
-    down to each lane's lowest bit) into the top lane-count bits of the word (a "movemask").
-    """
-    lane_bits = dist.itemsize * 8
-    ones = np.uint64(0xFFFFFFFFFFFFFFFF) // np.uint64((1 << lane_bits) - 1)
-    gather = np.uint64(0x0102040810204080) if lane_bits == 8 else np.uint64(0x0001000200040008)
-    return 64 // lane_bits, lane_bits, ones, ones << np.uint64(lane_bits - 1), 1 << (lane_bits - 1), gather
+    def codegen(context, builder, signature, args):
+        array, first, limit = args
+        elem = context.get_value_type(signature.args[0].dtype)
+        vector = ir.VectorType(elem, 64)
+        data = context.make_array(signature.args[0])(context, builder, array).data
+        lanes = builder.load(builder.bitcast(builder.gep(data, [first]), vector.as_pointer()), align=1)
+        limit = builder.insert_element(ir.Constant(vector, None), builder.trunc(limit, elem),
+                                       ir.Constant(ir.IntType(32), 0))
+        limit = builder.shuffle_vector(limit, ir.Constant(vector, None), ir.Constant(ir.VectorType(ir.IntType(32), 64), [0] * 64))
+        return builder.bitcast(builder.icmp_unsigned("<", lanes, limit), ir.IntType(64))
 
-
-@njit(cache=True, nogil=True)
-def _count_closer(dist, n_items, bits, bound):
-    """How many of the first n_items distances are < bound (lanes past n_items hold ``bits``: never counted)."""
-    if bound > bits:
-        return n_items
-    if bound <= 0:
-        return 0
-    lanes, _, ones, top, half, _ = _lanes(dist)
-    words = dist.view(np.uint64)
-    add = ones * np.uint64(half - bound)
-    total = 0
-    for g in range(np.uint64(0), np.uint64((n_items + lanes - 1) // lanes)):
-        total += _popcount64(~(words[g] + add) & top)
-    return total
+    return types.uint64(dist, types.int64, types.int64), codegen
 
 
 @njit(cache=True, nogil=True)
-def _guess_cut(query, db, k, bits):
-    """The distance at the k/N quantile of a strided sample of the database: where the cut search starts."""
-    n_db = db.shape[1]
-    hist = np.zeros(bits + 1, np.int64)
-    step = max(1, n_db // SAMPLE)
-    n_sample = 0
-    for j in range(0, n_db, step):
-        d = 0
-        for w in range(db.shape[0]):
-            d += _popcount64(query[w] ^ db[w, j])
-        hist[d] += 1
-        n_sample += 1
-    wanted = k * n_sample / n_db
-    seen = 0
-    for d in range(bits + 1):
-        seen += hist[d]
-        if seen >= wanted:
-            return d
-    return bits
+def _counts_at(dist, n_items, bits, cut):
+    """(items at distance < cut, items at distance <= cut) among the first n_items, in one pass of vector compares
+    (lanes past n_items hold ``bits``: never counted below a bound <= bits)."""
+    below, at_most = 0, 0
+    for g in range((n_items + 63) // 64):
+        below += _popcount64(_below64(dist, g * 64, cut))
+        at_most += _popcount64(_below64(dist, g * 64, cut + 1))
+    return below, (n_items if cut >= bits else at_most)
+
+
+@njit(cache=True, nogil=True)
+def _guess_cut(query, sample, n_db, k, bits, sample_dist):
+    """The distance at the k/N quantile of the query's distances to ``sample`` (a strided sample of the database,
+    contiguous, word-major): where the cut search starts. The sample distances are one vectorized pass into
+    ``sample_dist`` (padded with ``bits``), and the quantile a binary search of vector counts over them."""
+    n_sample = sample.shape[1]
+    _chunk_distances(query, sample, 0, n_sample, sample_dist)
+    wanted = math.ceil(k * n_sample / n_db)
+    lo, hi = 0, bits  # the smallest d with >= wanted sample items at distance <= d lies in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _counts_at(sample_dist, n_sample, bits, mid)[1] >= wanted:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 @njit(cache=True, nogil=True)
 def _find_cut(dist, n_items, bits, k, guess):
-    """(cut, closer): the smallest d with >= k items at distance <= d, and the number of items at distance < d."""
+    """(cut, closer): the smallest d with >= k items at distance <= d, and the number of items at distance < d.
+    One counting pass per step from the guess (one in all when the guess is right)."""
     cut = guess
-    while _count_closer(dist, n_items, bits, cut + 1) < k:
-        cut += 1
-    closer = _count_closer(dist, n_items, bits, cut)
-    while closer >= k:
-        cut -= 1
-        closer = _count_closer(dist, n_items, bits, cut)
-    return cut, closer
+    while True:
+        closer, at_most = _counts_at(dist, n_items, bits, cut)
+        if at_most < k:
+            cut += 1
+        elif closer >= k:
+            cut -= 1
+        else:
+            return cut, closer
 
 
 @njit(cache=True, nogil=True)
-def _closer_masks(dist, n_items, bits, bound, masks):
-    """masks[w], bit t: item w * lanes + t (of the first n_items) is closer than ``bound``; one byte per word of
-    distances, so 8 bytes read as one uint64 cover a group of 8 words. Branch-free: LLVM vectorizes it."""
-    lanes, lane_bits, ones, top, half, gather = _lanes(dist)
-    words = dist.view(np.uint64)
-    n_words = (n_items + lanes - 1) // lanes
-    if bound <= 0:
-        masks[:] = 0
-        return
-    if bound > bits:
-        masks[:n_words] = (1 << lanes) - 1
-    else:
-        add = ones * np.uint64(half - bound)
-        to_lowest, to_top = np.uint64(lane_bits - 1), np.uint64(64 - lane_bits)
-        for g in range(np.uint64(0), np.uint64(n_words)):
-            masks[g] = (((~(words[g] + add) & top) >> to_lowest) * gather) >> to_top
-    masks[n_words:] = 0
-    masks[n_words - 1] &= (1 << (n_items - (n_words - 1) * lanes)) - 1
+def _append_set_bits(mask, base, buf, n):
+    """Append base + the position of each set bit of ``mask`` to buf[n:], in increasing order; the new length.
+    The first 4 without a branch (a mask holds ~1-2 on average), so there is about one branch per mask, not per
+    item; slots past the count are scratch (``buf`` needs 64 spare), overwritten by the next call."""
+    count = _popcount64(mask)
+    for t in range(4):
+        buf[n + t] = base + _trailing_zeros64(mask)
+        mask &= mask - np.uint64(1)
+    t = 4
+    while mask:
+        buf[n + t] = base + _trailing_zeros64(mask)
+        mask &= mask - np.uint64(1)
+        t += 1
+    return n + count
 
 
 @njit(cache=True, nogil=True)
-def _take_best(dist, n_items, bits, k, cut, closer, masks_le, masks_lt, buf_idx):
+def _take_best(dist, n_items, k, cut, closer, buf_idx):
     """Into ``buf_idx``, in database order: every item closer than ``cut`` and the first k - closer items at the
-    cut. Reads 64 mask bits (a group of 8 words) at a time and takes the first 4 set bits of a group without a
-    branch (a group holds ~1-2 on average), so the loop branches about once per group, not once per item.
-    ``dist`` needs one spare group of padding: an empty slot's trailing-zero count (64) points there."""
-    lanes = 8 // dist.itemsize
-    _closer_masks(dist, n_items, bits, cut + 1, masks_le)
-    _closer_masks(dist, n_items, bits, cut, masks_lt)
-    groups_le, groups_lt = masks_le.view(np.uint64), masks_lt.view(np.uint64)
+    cut (ties go to the smaller index). Works on groups of 64 items, a compare mask each."""
     at_cut = k - closer  # items at the cut still to take
     n = 0
-    for g in range(groups_le.shape[0]):
+    for g in range((n_items + 63) // 64):
+        group = _below64(dist, g * 64, cut)
         if at_cut > 0:
-            ties = groups_le[g] & ~groups_lt[g]
+            ties = _below64(dist, g * 64, cut + 1) & ~group
             n_ties = _popcount64(ties)
             if n_ties > at_cut:  # the cut's last tie group: keep its first at_cut items (smallest indices)
                 kept = np.uint64(0)
@@ -181,41 +173,30 @@ def _take_best(dist, n_items, bits, k, cut, closer, masks_le, masks_lt, buf_idx)
                     ties ^= lowest
                 ties = kept
             at_cut -= n_ties
-            group = groups_lt[g] | ties
-        else:
-            group = groups_lt[g]
-        count = _popcount64(group)
-        for t in range(4):
-            bit = _trailing_zeros64(group)
-            buf_idx[n + t] = (g * 8 + (bit >> 3)) * lanes + (bit & 7)
-            group &= group - np.uint64(1)
-        t = 4
-        while group:
-            bit = _trailing_zeros64(group)
-            buf_idx[n + t] = (g * 8 + (bit >> 3)) * lanes + (bit & 7)
-            group &= group - np.uint64(1)
-            t += 1
-        n += count
+            group |= ties
+        n = _append_set_bits(group, g * 64, buf_idx, n)
 
 
 @njit(cache=True, nogil=True)
-def _emit(dist, k, cut, buf_idx, buf_dist, hist, offsets, out_dist, out_idx):
-    """Counting select: write the k buffered items in (distance, index) order (the buffer is in index order)."""
-    hist[:cut + 1] = 0
+def _emit(dist, k, cut, buf_idx, buf_dist, order, out_dist, out_idx):
+    """Write the k buffered items (index order) in (distance, index) order: for each distance from the smallest to
+    the cut, the buffered items at that distance, found by vector compares over their distances. Stable like a
+    counting select, without a histogram's store-to-load chains. ``buf_dist`` and ``order`` need 64 spare."""
     for i in range(k):
-        d = dist[buf_idx[i]]
-        buf_dist[i] = d
-        hist[d] += 1
-    position = 0
-    for d in range(cut + 1):
-        offsets[d] = position
-        position += hist[d]
+        buf_dist[i] = dist[buf_idx[i]]
+    n_groups = (k + 63) // 64
+    last_group = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(n_groups * 64 - k)  # the valid lanes of the last group
+    n = 0
+    for d in range(buf_dist[:k].min(), cut + 1):
+        first = n
+        for g in range(n_groups):
+            at_d = _below64(buf_dist, g * 64, d + 1) & ~_below64(buf_dist, g * 64, d)
+            if g == n_groups - 1:
+                at_d &= last_group
+            n = _append_set_bits(at_d, g * 64, order, n)
+        out_dist[first:n] = d
     for i in range(k):
-        d = buf_dist[i]
-        slot = offsets[d]
-        out_dist[slot] = d
-        out_idx[slot] = buf_idx[i]
-        offsets[d] = slot + 1
+        out_idx[i] = buf_idx[order[i]]
 
 
 @njit(parallel=True, cache=True)
@@ -229,22 +210,21 @@ def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like,
     """
     n_queries = queries.shape[0]
     n_db = db.shape[1]
-    lanes = 8 // lane_dtype_like.itemsize
-    n_groups = (n_db + 8 * lanes - 1) // (8 * lanes)
-    padded = (n_groups + 1) * 8 * lanes  # whole groups of 8 words, plus the spare group _take_best points into
+    padded = (n_db + 63) // 64 * 64  # whole groups of 64 items: the compares read 64 lanes at a time
     n_blocks = (n_queries + block - 1) // block
     n_workers = max(1, min(n_blocks, n_workers))
+    sample = np.ascontiguousarray(db[:, ::max(1, n_db // SAMPLE)])
+    n_sample = sample.shape[1]
     # One worker per thread, each with its scratch allocated once: allocating it per block made every block an
     # mmap/munmap pair, and the munmaps' TLB shootdowns stalled the other threads (2 threads ran slower than 1).
     for worker in prange(n_workers):
         dist = np.empty((block, padded), lane_dtype_like.dtype)
         dist[:, n_db:] = bits  # padding lanes: never closer than a bound <= bits
-        masks_le = np.empty(n_groups * 8, np.uint8)
-        masks_lt = np.empty(n_groups * 8, np.uint8)
         buf_idx = np.empty(k + 64, np.int64)
-        buf_dist = np.empty(k, np.int64)
-        hist = np.empty(bits + 1, np.int64)
-        offsets = np.empty(bits + 1, np.int64)
+        buf_dist = np.empty(k + 64, lane_dtype_like.dtype)
+        order = np.empty(k + 64, np.int64)
+        sample_dist = np.empty((n_sample + 63) // 64 * 64, lane_dtype_like.dtype)
+        sample_dist[n_sample:] = bits
         for b in range(worker, n_blocks, n_workers):
             q0 = b * block
             nb = min(n_queries, q0 + block) - q0
@@ -253,10 +233,10 @@ def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like,
                 for i in range(nb):
                     _chunk_distances(queries[q0 + i], db, c0, c1, dist[i])
             for i in range(nb):
-                guess = _guess_cut(queries[q0 + i], db, k, bits)
+                guess = _guess_cut(queries[q0 + i], sample, n_db, k, bits, sample_dist)
                 cut, closer = _find_cut(dist[i], n_db, bits, k, guess)
-                _take_best(dist[i], n_db, bits, k, cut, closer, masks_le, masks_lt, buf_idx)
-                _emit(dist[i], k, cut, buf_idx, buf_dist, hist, offsets, out_dist[q0 + i], out_idx[q0 + i])
+                _take_best(dist[i], n_db, k, cut, closer, buf_idx)
+                _emit(dist[i], k, cut, buf_idx, buf_dist, order, out_dist[q0 + i], out_idx[q0 + i])
 
 
 @njit(parallel=True, cache=True)
