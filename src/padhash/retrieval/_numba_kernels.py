@@ -5,12 +5,15 @@ Top-k without heap or sort: a Hamming distance takes only bits+1 values. Per blo
    item up to 128 bits, two bytes up to 32768), chunk by chunk so a database chunk stays in cache while every query
    of the block reads it. This loop has no branch and LLVM vectorizes it (vector popcount);
 2. per query, the cut distance (the smallest d with >= k items at distance <= d) is found by counting the items
-   closer than a few candidate bounds, starting from a guess made on a strided sample. Each count reads the
-   distances a 64-bit word at a time with a SWAR compare (no branch per item), which is also vectorized;
-3. one pass in database order takes every item closer than the cut and, of the items at the cut, the first
-   k - (number closer) (ties go to the smaller index): exactly k items, each located with a trailing-zero count;
-4. a counting select (histogram, offsets) writes each of them straight to its final slot in (distance, index)
-   order. The pass is in database order, so ties come out by index, by construction.
+   below a bound, starting from a guess made on a contiguous strided sample of the database. A count reads 64
+   distances at a time with one vector compare whose 64 result bits become one integer (a movemask), and
+   popcounts it;
+3. one pass in database order, over the same 64-item compare masks, takes every item closer than the cut and, of
+   the items at the cut, the first k - (number closer) (ties go to the smaller index): exactly k items, each
+   located with a trailing-zero count;
+4. for each distance from the smallest to the cut, compare masks over the k taken items' distances pick the items
+   at that distance in index order, written straight to their final slots: (distance, index) order, stable by
+   construction.
 Memory per block: one small integer per (query, database item) of the block, plus O(k) per query.
 """
 from __future__ import annotations
