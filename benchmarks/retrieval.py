@@ -4,7 +4,10 @@ On random codes (uniform bits, 10 one-hot classes), times in one run on the same
 - padhash search (``HammingIndex``, exact, ties by index) and padhash search + mAP@k;
 - FAISS ``IndexBinaryFlat.search`` (raw: its tie order at the k-th distance is arbitrary);
 - padhash's other backends (``faiss`` with the exact tie fix-up, ``torch`` float matmul + topk);
-- a per-query numpy loop in the style of DeepHash-pytorch's ``CalcTopMap`` (search + mAP);
+- a per-query numpy loop in the style of DeepHash-pytorch's ``CalcTopMap`` (search + mAP), run as numpy
+  dispatches it and, where the CPU has AVX-512, once more in a fresh Python with numpy's AVX-512 kernels off
+  (numpy's AVX-512 argsort is several times slower than its AVX2 one on some CPUs); the ratio is against the
+  faster of the two;
 then prints the ratios and a scaling table over database size and code length (padhash vs FAISS search).
 Times are the best of ``--repeats`` runs after a warm-up (the first call's JIT compile / cache load is reported
 separately). Threads: torch, numba and FAISS use every core unless ``--threads`` says otherwise.
@@ -178,8 +181,9 @@ def main_run(rng: np.random.Generator) -> None:
     loop_data = dict(q_codes=q_codes[:n_loop].float().numpy(), db_codes=db_codes.float().numpy(),
                      q_labels=q_labels[:n_loop].numpy(), db_labels=db_labels.numpy(), topk=k)
     t_loop, loop_map = best_time(lambda: calc_top_map_loop(**loop_data), 1)
-    loops = {"numpy as installed": (t_loop, loop_map)}
-    avx512 = numpy_avx512_features()
+    loops = {"numpy's CPU dispatch as set": (t_loop, loop_map)}
+    # A second run with AVX-512 off, unless the environment already chose numpy's dispatch.
+    avx512 = [] if os.environ.get("NPY_DISABLE_CPU_FEATURES") else numpy_avx512_features()
     if avx512:  # numpy's AVX-512 argsort is several times slower than its AVX2 one on some CPUs (AMD Zen 4)
         loops["numpy's AVX-512 kernels off"] = loop_in_subprocess(loop_data, {"NPY_DISABLE_CPU_FEATURES": " ".join(avx512)})
     scale = args.queries / n_loop

@@ -1,8 +1,9 @@
 """Where the numba top-k spends its time: per-query cost of each phase of the kernel, on one thread.
 
 Runs the kernel's own phases on random 64-bit codes (default 500 queries x 50,000 items, top-1000) and prints the
-cumulative time per query after each phase: distances (vector popcount into bytes), the sampled guess of the
-cut, the cut search (SWAR counts), taking the k best from the masks, and the counting select. Best of 7.
+cumulative time per query after each phase: distances (vector popcount into bytes), the guess of the cut from a
+contiguous sample, the cut search (counts from vector-compare masks), taking the k best from those masks, and
+the select by distance over the k taken. Best of 7.
 
     NUMBA_NUM_THREADS=1 .venv/bin/python benchmarks/retrieval_phases.py
 """
@@ -16,7 +17,7 @@ from numba import njit
 
 from padhash.retrieval import _numba_kernels as kernels
 
-PHASES = ("distances", "+ guess of the cut", "+ cut search", "+ take the k best", "+ counting select")
+PHASES = ("distances", "+ guess of the cut", "+ cut search", "+ take the k best", "+ select by distance")
 
 
 @njit
