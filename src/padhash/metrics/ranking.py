@@ -53,21 +53,31 @@ def _query_targets(target_labels, n_queries: int, n_classes: int, name: str) -> 
     return target
 
 
-def average_precisions(ranked_idx, query_labels, db_labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-query AP over the given rankings (float64 (Q,)) and number of relevant items in them (int64 (Q,))."""
+def _checked_labels(query_labels, db_labels) -> tuple[torch.Tensor, torch.Tensor]:
     query_labels = _labels(query_labels, "query labels")
     db_labels = _labels(db_labels, "database labels")
     if db_labels.shape[1] != query_labels.shape[1]:
         raise PadhashError(f"query labels have {query_labels.shape[1]} classes but database labels {db_labels.shape[1]}")
+    return query_labels, db_labels
+
+
+def _ranking_aps(ranked_idx, query_masks: np.ndarray, db_masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-query AP and hits of rankings, labels already packed by :func:`_label_masks`."""
     ranked_idx = torch.as_tensor(ranked_idx)
-    n_queries, n_db = query_labels.shape[0], db_labels.shape[0]
+    n_queries, n_db = query_masks.shape[0], db_masks.shape[0]
     if ranked_idx.dim() != 2 or ranked_idx.shape[0] != n_queries:
         raise PadhashError(f"ranked indices: expected shape ({n_queries}, k), got {tuple(ranked_idx.shape)}")
     ranked = np.ascontiguousarray(ranked_idx.cpu().numpy().astype(np.int64, copy=False))
-    ap, hits, valid = ranking_ap_hits(ranked, _label_masks(query_labels), _label_masks(db_labels))
+    ap, hits, valid = ranking_ap_hits(ranked, query_masks, db_masks)
     if not valid.all():
         raise PadhashError(f"ranked indices must lie in [0, {n_db}) (the database size)")
     return torch.from_numpy(ap), torch.from_numpy(hits)
+
+
+def average_precisions(ranked_idx, query_labels, db_labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-query AP over the given rankings (float64 (Q,)) and number of relevant items in them (int64 (Q,))."""
+    query_labels, db_labels = _checked_labels(query_labels, db_labels)
+    return _ranking_aps(ranked_idx, _label_masks(query_labels), _label_masks(db_labels))
 
 
 def _mean_ap(aps: torch.Tensor, hits: torch.Tensor, drop_empty: bool) -> float:
@@ -85,18 +95,20 @@ def mean_average_precision(ranked_idx, query_labels, db_labels, *, drop_empty: b
 
 
 def _blocked_average_precisions(query_codes, db_codes, query_labels, db_labels, k, backend):
-    """Search and score in query blocks, so (block, k) rankings bound memory even for k = whole database."""
+    """Search and score in query blocks: (block, k) rankings bound memory even for k = whole database, and a
+    block's ranking is still in cache when it is scored."""
     queries = check_codes(query_codes, "query codes")
     index = HammingIndex(db_codes, backend)
     k = len(index) if k is None else k
-    query_labels = _labels(query_labels, "query labels")
+    query_labels, db_labels = _checked_labels(query_labels, db_labels)
     if query_labels.shape[0] != queries.shape[0]:
         raise PadhashError(f"{queries.shape[0]} query codes but {query_labels.shape[0]} query label rows")
+    query_masks, db_masks = _label_masks(query_labels), _label_masks(db_labels)
     block = max(1, _SEARCH_BLOCK_ELEMENTS // max(1, min(k, len(index))))
     aps, hits = [], []
     for q0 in range(0, queries.shape[0], block):
         _, idx = index.search(queries[q0:q0 + block], k)
-        ap, hit = average_precisions(idx, query_labels[q0:q0 + block], db_labels)
+        ap, hit = _ranking_aps(idx, query_masks[q0:q0 + block], db_masks)
         aps.append(ap)
         hits.append(hit)
     return torch.cat(aps), torch.cat(hits)
