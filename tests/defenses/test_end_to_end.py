@@ -37,3 +37,33 @@ def test_all_defenses_on_tiny_ciba_poisons(tmp_path):
         assert 0 <= t["t_map"] <= 1 and 0 <= t["map_poisoned"] <= 1
     assert "spectral signatures" in (tmp_path / "d" / "report.md").read_text()
     assert (tmp_path / "d" / "figures").is_dir()
+
+
+TINY_PADHASH = {
+    "source": "padhash",
+    "padhash": {
+        "data": {"name": "digits", "image_size": 8, "options": {"max_queries": 20}},
+        "victim": {"method": "csq", "bits": 16, "backbone": "smallcnn", "epochs": 1, "hflip": False},
+        "surrogate": {"stolen_fraction": 0.1, "epochs": 1},
+        "attack": {"steps": 2, "poison_count": 8, "flip": False, "shift": 1},
+        "pairs": 1,
+    },
+    "preprocess": {"jpeg_quality": [50], "noise_std": []},
+}
+
+
+@pytest.mark.slow
+def test_defenses_reuse_the_padhash_runs_poisoned_victim(tmp_path):
+    """The defenses take the PADHASH run's own poisons and retrained victim (same model name), not new ones."""
+    from padhash.experiments.poisoning import config_from_dict, run_poisoning
+
+    run_poisoning(config_from_dict({**TINY_PADHASH["padhash"], "methods": ["padhash"]}), tmp_path / "d" / "attack",
+                  progress=False)
+    models = sorted(p.name for p in (tmp_path / "d" / "attack" / "models").iterdir())
+    results = run_defense(defense_config_from_dict(dict(TINY_PADHASH)), tmp_path / "d", ["spectral", "preprocess"],
+                          progress=False)
+    assert sorted(p.name for p in (tmp_path / "d" / "attack" / "models").iterdir()) == models
+    rows = {(t["defense"], str(t["setting"])): t for t in results["trials"]}
+    assert ("undefended", "-") in rows and ("jpeg", "50") in rows
+    spectral = next(t for (d, _), t in rows.items() if d == "spectral")
+    assert spectral["poisons_removed"] + spectral["poisons_kept"] == 8

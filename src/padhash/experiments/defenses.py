@@ -165,12 +165,8 @@ class DefenseRun:
             if record["method"] != "padhash" or record.get("seed") != seed:
                 continue
             idx = torch.tensor(record["poison_indices"])
-            key = record["key"]
-            poisons, _ = run._poisons(pcfg, seed, key, "padhash", ds.train.images(idx), idx.tolist(),
-                                      ds.query.images(record["trigger_indices"]), None, None)
-            train = ds.train.replace(idx, poisons.cpu())
-            pv_name = f"victim-{ph._digest(key, pcfg.data, run.victim_recipe(pcfg, seed), pcfg.victim_init, pcfg.attack)}"
-            model = run._train(pv_name, train, ds.num_classes, run.victim_recipe(pcfg, seed), init=pcfg.victim_init)
+            poisons = run.trial_poisons(pcfg, seed, record)
+            train, model, _ = run.poisoned_victim(pcfg, seed, record["key"], idx, poisons)
             target_vec = torch.zeros(ds.num_classes)
             target_vec[record["target_classes"]] = 1.0
             triggers = ds.query.images(record["trigger_indices"])

@@ -480,10 +480,7 @@ class PoisoningRun:
                     continue
                 bases = ds.train.images(base_idx).to(self.device)
                 poisons, craft_info = self._poisons(cfg, seed, key, method, bases, base_idx, triggers, target, surrogate)
-                poisoned_train = ds.train.replace(base_idx, poisons.cpu())
-                pv_name = f"victim-{_digest(key, cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init, cfg.attack)}"
-                pvictim = self._train(pv_name, poisoned_train, ds.num_classes, self.victim_recipe(cfg, seed),
-                                      init=cfg.victim_init)
+                poisoned_train, pvictim, pv_name = self.poisoned_victim(cfg, seed, key, base_idx, poisons)
                 database = self.search_database(cfg, poisoned_train, base_idx, poisons)
                 p_db = self.codes(f"{pv_name}/db-{'poisoned' if in_db else 'clean'}", pvictim, database)
                 p_query = self.codes(pv_name + "/query", pvictim, ds.query)
@@ -508,6 +505,23 @@ class PoisoningRun:
     def budget(self, cfg: PoisoningConfig) -> int:
         ds = self.dataset(cfg.data)
         return cfg.attack.poison_count or max(1, int(round(cfg.attack.poison_ratio * len(ds.train))))
+
+    def poisoned_victim(self, cfg: PoisoningConfig, seed: int, key: str, base_idx, poisons):
+        """(poisoned training split, victim retrained on it, its model name): the bases at ``base_idx`` swapped for
+        ``poisons``; trained once per trial key, then loaded from the run's models."""
+        ds = self.dataset(cfg.data)
+        poisoned_train = ds.train.replace(base_idx, poisons.cpu())
+        name = f"victim-{_digest(key, cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init, cfg.attack)}"
+        model = self._train(name, poisoned_train, ds.num_classes, self.victim_recipe(cfg, seed), init=cfg.victim_init)
+        return poisoned_train, model, name
+
+    def trial_poisons(self, cfg: PoisoningConfig, seed: int, record: dict) -> torch.Tensor:
+        """The poisons a finished trial (its results record) swapped in; crafted ones come from the run's store."""
+        ds = self.dataset(cfg.data)
+        base_idx = record["poison_indices"]
+        poisons, _ = self._poisons(cfg, seed, record["key"], record["method"], ds.train.images(base_idx), base_idx,
+                                   ds.query.images(record["trigger_indices"]), None, None)
+        return poisons
 
     def _choose_bases(self, cfg, seed, pair_no, target, surrogate) -> list[int]:
         """Target-class images of the victim's training split (or of the stolen part), random or by gradient norm."""

@@ -20,8 +20,10 @@ from padhash.errors import PadhashError
 from padhash.retrieval import HammingIndex, check_codes
 from padhash.retrieval._numba_kernels import ranking_ap_hits
 
-# Queries x ranked items searched at once by map_at_k / t_map_at_k (bounds memory for k = whole database).
-_SEARCH_BLOCK_ELEMENTS = 1 << 24
+# Queries x ranked items searched at once by map_at_k / t_map_at_k: bounds memory (k = whole database included)
+# and keeps a block's ranking in cache while it is scored (2^19: 6 MiB of results; the fastest of 2^17..2^24 in
+# benchmarks/retrieval.py's setting).
+_SEARCH_BLOCK_ELEMENTS = 1 << 19
 # Queries x database items of distances held at once by pr_curve.
 _PR_BLOCK_ELEMENTS = 1 << 23
 

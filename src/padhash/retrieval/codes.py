@@ -17,6 +17,10 @@ def to_codes(u: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.as_tensor(u) >= 0, 1, -1).to(torch.int8)
 
 
+# CPU dtypes whose validity check runs in numpy (one fused pass; several times faster than torch's on CPU).
+_NUMPY_CHECKED = (torch.int8, torch.int16, torch.int32, torch.int64, torch.float32, torch.float64)
+
+
 def check_codes(codes, name: str = "codes") -> torch.Tensor:
     """Return ``codes`` as a 2-D int8 ±1 tensor (a single code becomes one row), or raise PadhashError."""
     codes = torch.as_tensor(codes)
@@ -24,19 +28,30 @@ def check_codes(codes, name: str = "codes") -> torch.Tensor:
         codes = codes.unsqueeze(0)
     if codes.dim() != 2 or codes.shape[1] == 0:
         raise PadhashError(f"{name}: expected a (N, bits) tensor of ±1 codes, got shape {tuple(codes.shape)}")
-    if not bool(((codes == 1) | (codes == -1)).all()):
+    if codes.device.type == "cpu" and codes.dtype in _NUMPY_CHECKED:
+        valid = bool((np.abs(codes.detach().numpy()) == 1).all())
+    else:
+        valid = bool((codes.abs() == 1).all())
+    if not valid:
         raise PadhashError(f"{name}: codes must be ±1 (use padhash.retrieval.to_codes on real outputs)")
     return codes.to(torch.int8)
 
 
 def pack_codes(codes, word_bytes: int = 1) -> np.ndarray:
     """Pack ±1 codes (N, K) into uint8 bits (N, B), B = ceil(K/8) rounded up to a multiple of ``word_bytes``."""
-    bits = (check_codes(codes) > 0).cpu().numpy()
-    packed = np.packbits(bits, axis=1, bitorder="little")
-    pad = -packed.shape[1] % word_bytes
-    if pad:
-        packed = np.pad(packed, ((0, 0), (0, pad)))
-    return np.ascontiguousarray(packed)
+    return pack_checked_codes(check_codes(codes), word_bytes)
+
+
+def pack_checked_codes(codes: torch.Tensor, word_bytes: int = 1) -> np.ndarray:
+    """:func:`pack_codes` of codes already through :func:`check_codes` (int8 ±1, 2-D): no second check."""
+    positive = codes.cpu().numpy() > 0
+    n, bits = positive.shape
+    width = -(-bits // (8 * word_bytes)) * 8 * word_bytes  # bits rounded up to whole words
+    if width != bits:  # zero padding bits, so every row fills whole bytes of one flat packbits
+        padded = np.zeros((n, width), np.bool_)
+        padded[:, :bits] = positive
+        positive = padded
+    return np.packbits(positive, bitorder="little").reshape(n, width // 8)
 
 
 def unpack_codes(packed: np.ndarray, bits: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from padhash.errors import PadhashError
-from padhash.retrieval.codes import check_codes, pack_codes
+from padhash.retrieval.codes import check_codes, pack_checked_codes
 
 BACKENDS = ("auto", "numba", "faiss", "torch")
 
@@ -92,8 +92,8 @@ class HammingIndex:
         from padhash.retrieval._numba_kernels import hamming_topk_packed
 
         db_words = self._prepare("numba", lambda: np.ascontiguousarray(
-            pack_codes(self.db_codes, word_bytes=8).view(np.uint64).T))
-        query_words = pack_codes(queries, word_bytes=8).view(np.uint64)
+            pack_checked_codes(self.db_codes, word_bytes=8).view(np.uint64).T))
+        query_words = pack_checked_codes(queries, word_bytes=8).view(np.uint64)
         n_queries = query_words.shape[0]
         # Distances are kept in bytes up to 128 bits (the kernel's SWAR compare needs bits <= half the lane range).
         lane_dtype = np.uint8 if self.bits <= 128 else np.uint16
@@ -109,13 +109,13 @@ class HammingIndex:
         import faiss
 
         def build():
-            packed = pack_codes(self.db_codes)
+            packed = pack_checked_codes(self.db_codes)
             index = faiss.IndexBinaryFlat(packed.shape[1] * 8)
             index.add(packed)
             return index
 
         index = self._prepare("faiss", build)
-        packed_queries = pack_codes(queries)
+        packed_queries = pack_checked_codes(queries)
         n_db = len(self)
         block = self.block_size or packed_queries.shape[0]
         out_dist = np.empty((packed_queries.shape[0], k), np.int32)
