@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from padhash.retrieval import _numba_kernels as kernels
+from padhash.retrieval.index import numba_layout
 
 PHASES = ("distances", "+ guess of the cut", "+ cut search", "+ take the k best", "+ select by distance")
 
@@ -57,10 +58,15 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     queries = rng.integers(0, 2**63, (args.queries, 1)).astype(np.uint64)
-    db = rng.integers(0, 2**63, (1, args.database)).astype(np.uint64)  # word-major, as HammingIndex stores it
+    items = rng.integers(0, 2**63, (args.database, 1)).astype(np.uint64)
+    layout = numba_layout()  # as HammingIndex stores them: plane-major uint64 words or byte planes
+    if layout == "bytes":
+        queries, items = queries.view(np.uint8), items.view(np.uint8)
+    db = np.ascontiguousarray(items.T)
     for phase in range(len(PHASES)):
         run_phases(queries[:2], db, args.topk, 64, phase)  # compile
-    print(f"{args.queries} queries x {args.database} items, 64 bits, top-{args.topk}, one thread (best of 7)\n")
+    print(f"{args.queries} queries x {args.database} items, 64 bits, top-{args.topk}, one thread (best of 7), "
+          f"{layout} layout\n")
     print("| phases run | µs per query | this phase |\n|---|---|---|")
     previous = 0.0
     for phase, name in enumerate(PHASES):

@@ -7,6 +7,13 @@ from padhash.retrieval import HammingIndex, hamming_topk
 CPU_BACKENDS = ["numba", "faiss", "torch"]
 
 
+@pytest.fixture(params=["words", "bytes"])
+def numba_layout(request, monkeypatch):
+    """Both packed layouts of the numba backend, whichever this CPU would pick."""
+    monkeypatch.setenv("PADHASH_NUMBA_LAYOUT", request.param)
+    return request.param
+
+
 def random_codes(n, bits, seed):
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(0, 2, (n, bits), generator=g) * 2 - 1).to(torch.int8)
@@ -105,7 +112,7 @@ def test_cuda_matches_cpu():
 
 
 @pytest.mark.parametrize("bits", [4, 64, 128, 129, 300])
-def test_numba_is_exact_across_chunks_and_lane_widths(bits):
+def test_numba_is_exact_across_chunks_and_lane_widths(bits, numba_layout):
     """A database spanning several chunks (8192 items each), codes stored in byte (<= 128 bits) and 16-bit lanes,
     a tie-heavy case (4 bits), a block size that does not divide the queries, and k at and beyond the cut group."""
     db = random_codes(20_011, bits, seed=bits)
@@ -116,7 +123,7 @@ def test_numba_is_exact_across_chunks_and_lane_widths(bits):
         assert torch.equal(dist, ref_dist) and torch.equal(idx, ref_idx), (bits, k)
 
 
-def test_numba_finds_the_cut_when_the_sample_misleads():
+def test_numba_finds_the_cut_when_the_sample_misleads(numba_layout):
     """The sampled items (every 4th of 5000) all equal the query, the rest are far: the sampled guess is far off."""
     n, bits = 5000, 8
     query = torch.ones(1, bits, dtype=torch.int8)
@@ -130,7 +137,7 @@ def test_numba_finds_the_cut_when_the_sample_misleads():
 
 @pytest.mark.parametrize("bits", [13, 64, 128, 129])
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 300])
-def test_numba_at_the_largest_distance(bits, n):
+def test_numba_at_the_largest_distance(bits, n, numba_layout):
     """Every item at distance `bits` from the query (the cut is `bits`, whose bound bits + 1 fills a byte lane at
     128 bits), databases shorter than, equal to and just past one 64-item compare group."""
     db = -torch.ones(n, bits, dtype=torch.int8)

@@ -15,6 +15,8 @@ Memory is bounded by query blocks: no backend materializes the full (Q, N) dista
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -91,9 +93,12 @@ class HammingIndex:
 
         from padhash.retrieval._numba_kernels import hamming_topk_packed
 
-        db_words = self._prepare("numba", lambda: np.ascontiguousarray(
-            pack_checked_codes(self.db_codes, word_bytes=8).view(np.uint64).T))
-        query_words = pack_checked_codes(queries, word_bytes=8).view(np.uint64)
+        # The packed layout the distance loop is fastest on here (see _numba_kernels._chunk_distances).
+        words = numba_layout() == "words"
+        word_bytes, word_type = (8, np.uint64) if words else (4, np.uint8)
+        db_words = self._prepare(("numba", words), lambda: np.ascontiguousarray(
+            pack_checked_codes(self.db_codes, word_bytes=word_bytes).view(word_type).T))
+        query_words = pack_checked_codes(queries, word_bytes=word_bytes).view(word_type)
         n_queries = query_words.shape[0]
         # Distances are kept in bytes up to 128 bits (the kernel's SWAR compare needs bits <= half the lane range).
         lane_dtype = np.uint8 if self.bits <= 128 else np.uint16
@@ -154,6 +159,19 @@ class HammingIndex:
             out_dist[q0:q0 + block] = (key // n_db).to(torch.int32)
             out_idx[q0:q0 + block] = key % n_db
         return out_dist, out_idx
+
+
+def numba_layout() -> str:
+    """``words`` (uint64) where the CPU numba compiles for has a 64-bit vector popcount (AVX-512 VPOPCNTDQ), else
+    ``bytes`` (byte planes); ``PADHASH_NUMBA_LAYOUT=words|bytes`` overrides (tests run both)."""
+    chosen = os.environ.get("PADHASH_NUMBA_LAYOUT")
+    if chosen in ("words", "bytes"):
+        return chosen
+    from llvmlite import binding
+    from numba.core import config
+
+    features = config.CPU_FEATURES or binding.get_host_cpu_features().flatten()
+    return "words" if "+avx512vpopcntdq" in features.split(",") else "bytes"
 
 
 def hamming_topk(query_codes, db_codes, k: int, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
