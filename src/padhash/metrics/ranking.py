@@ -20,10 +20,10 @@ from padhash.errors import PadhashError
 from padhash.retrieval import HammingIndex, check_codes
 from padhash.retrieval._numba_kernels import ranking_ap_hits
 
-# Queries x ranked items searched at once by map_at_k / t_map_at_k: bounds memory (k = whole database included)
-# and keeps a block's ranking in cache while it is scored (2^19: 6 MiB of results; the fastest of 2^17..2^24 in
-# benchmarks/retrieval.py's setting).
-_SEARCH_BLOCK_ELEMENTS = 1 << 19
+# Queries x ranked items searched at once by map_at_k / t_map_at_k: bounds memory (k = whole database included).
+# 2^22 = 48 MiB of results; in benchmarks/retrieval.py's setting blocks of 2^19..2^23 were within ~10% of each
+# other (larger ones amortize each search call's fixed costs).
+_SEARCH_BLOCK_ELEMENTS = 1 << 22
 # Queries x database items of distances held at once by pr_curve.
 _PR_BLOCK_ELEMENTS = 1 << 23
 
@@ -97,8 +97,7 @@ def mean_average_precision(ranked_idx, query_labels, db_labels, *, drop_empty: b
 
 
 def _blocked_average_precisions(query_codes, db_codes, query_labels, db_labels, k, backend):
-    """Search and score in query blocks: (block, k) rankings bound memory even for k = whole database, and a
-    block's ranking is still in cache when it is scored."""
+    """Search and score in query blocks: (block, k) rankings bound memory even for k = whole database."""
     queries = check_codes(query_codes, "query codes")
     index = HammingIndex(db_codes, backend)
     k = len(index) if k is None else k
