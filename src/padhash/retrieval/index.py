@@ -15,6 +15,7 @@ Memory is bounded by query blocks: no backend materializes the full (Q, N) dista
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -165,8 +166,11 @@ def numba_layout() -> str:
     """``words`` (uint64) where the CPU numba compiles for has a 64-bit vector popcount (AVX-512 VPOPCNTDQ), else
     ``bytes`` (byte planes); ``PADHASH_NUMBA_LAYOUT=words|bytes`` overrides (tests run both)."""
     chosen = os.environ.get("PADHASH_NUMBA_LAYOUT")
-    if chosen in ("words", "bytes"):
-        return chosen
+    return chosen if chosen in ("words", "bytes") else _cpu_layout()
+
+
+@functools.cache
+def _cpu_layout() -> str:
     from llvmlite import binding
     from numba.core import config
 
