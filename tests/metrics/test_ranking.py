@@ -24,17 +24,17 @@ def test_map_hand_computed_three_queries():
 
 def test_map_matches_calctopmap_loop_on_random_data():
     g = np.random.default_rng(0)
-    q_labels = torch.from_numpy((g.random((30, 6)) < 0.3).astype(np.float32))
+    q_labels = torch.from_numpy((g.random((70, 6)) < 0.3).astype(np.float32))
     db_labels = torch.from_numpy((g.random((80, 6)) < 0.3).astype(np.float32))
-    ranked = torch.from_numpy(np.stack([g.permutation(80) for _ in range(30)]))
-    for k in (10, 80):
+    ranked = torch.from_numpy(np.stack([g.permutation(80) for _ in range(70)]))
+    for k in (10, 64, 80):  # 70 queries: two blocks of the AP kernel; k below, at and past one 64-rank group
         total = 0.0
-        for i in range(30):  # DeepHash-pytorch CalcTopMap, per query
+        for i in range(70):  # DeepHash-pytorch CalcTopMap, per query
             gnd = (q_labels[i].numpy() @ db_labels.numpy().T > 0)[ranked[i].numpy()][:k].astype(float)
             tsum = int(gnd.sum())
             if tsum:
                 total += np.mean(np.linspace(1, tsum, tsum) / (np.flatnonzero(gnd) + 1.0))
-        assert mean_average_precision(ranked[:, :k], q_labels, db_labels) == pytest.approx(total / 30)
+        assert mean_average_precision(ranked[:, :k], q_labels, db_labels) == pytest.approx(total / 70)
 
 
 def test_multi_label_relevance_shares_one_label():
@@ -93,6 +93,8 @@ def test_asr_multi_hot_target_and_per_query_targets():
 def test_bad_shapes_raise():
     with pytest.raises(PadhashError, match="ranked indices"):
         mean_average_precision(torch.tensor([[0, 9]]), torch.tensor([A]), DB_LABELS)
+    with pytest.raises(PadhashError, match="ranked indices"):
+        mean_average_precision(torch.tensor([[-1, 0]]), torch.tensor([A]), DB_LABELS)
     with pytest.raises(PadhashError, match="target labels"):
         asr_at_k(RANKED, DB_LABELS, torch.ones(2, 3))
     with pytest.raises(PadhashError, match="threshold"):
