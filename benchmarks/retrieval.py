@@ -14,6 +14,7 @@ separately). Threads: torch, numba and FAISS use every core unless ``--threads``
 
     .venv/bin/python benchmarks/retrieval.py            # the issue's measurement: 10k x 50k, 64 bits, top-1000
     .venv/bin/python benchmarks/retrieval.py --quick    # small sizes, seconds
+    .venv/bin/python benchmarks/retrieval.py --avx2 --no-scaling    # as an AVX2-only CPU would run it
 """
 from __future__ import annotations
 
@@ -26,6 +27,29 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+
+def numpy_avx512_features() -> list[str]:
+    """The AVX-512 feature groups numpy dispatches to on this CPU (empty where it has none or does not say)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        return []
+    return [name for name, on in __cpu_features__.items() if on and (name.startswith("AVX512") or name == "X86_V4")]
+
+
+# An AVX2-only CPU, emulated on an AVX-512 one: numba compiles for Haswell, numpy / FAISS / torch skip AVX-512.
+HASWELL_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lzcnt,+mmx,+movbe,+popcnt,+sse,"
+                    "+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave,-avx512f,-avx512vpopcntdq,-avx512bw,-avx512vl,"
+                    "-avx512dq,-avx512cd,-avx512bitalg,-avx512vbmi,-avx512vnni")
+
+
+def reexec_as_avx2() -> None:
+    """Run this script again in a fresh Python with the AVX2 emulation's settings (they are read at import)."""
+    env = {**os.environ, "PADHASH_BENCH_AVX2": "1", "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES,
+           "NPY_DISABLE_CPU_FEATURES": " ".join(numpy_avx512_features()), "FAISS_OPT_LEVEL": "avx2",
+           "ATEN_CPU_CAPABILITY": "avx2"}
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,7 +70,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None, help="threads for torch / numba / FAISS (default: all)")
     ap.add_argument("--quick", action="store_true", help="2k x 10k main run, small scaling table")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--avx2", action="store_true",
+                    help="emulate an AVX2-only CPU: numba compiles for Haswell (byte-plane layout), numpy, FAISS and "
+                         "torch leave their AVX-512 kernels out")
     args = ap.parse_args()
+    if args.avx2 and os.environ.get("PADHASH_BENCH_AVX2") != "1":
+        reexec_as_avx2()
     if args.quick:
         args.queries, args.database, args.repeats, args.loop_queries = 2000, 10_000, 2, 200
         args.scaling_queries, args.scaling_databases, args.scaling_bits = 200, "10000,100000", "32,64"
@@ -84,15 +113,6 @@ def best_time(fn, repeats: int):
         result = fn()
         best = min(best, time.perf_counter() - start)
     return best, result
-
-
-def numpy_avx512_features() -> list[str]:
-    """The AVX-512 feature groups numpy dispatches to on this CPU (empty where it has none or does not say)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:
-        return []
-    return [name for name, on in __cpu_features__.items() if on and (name.startswith("AVX512") or name == "X86_V4")]
 
 
 def loop_in_subprocess(loop_data: dict, env: dict) -> tuple[float, float]:
@@ -231,6 +251,8 @@ def scaling(rng: np.random.Generator) -> None:
 
 def main() -> None:
     load = os.getloadavg()
+    if os.environ.get("PADHASH_BENCH_AVX2") == "1":
+        print("emulating an AVX2-only CPU (numba for Haswell; numpy, FAISS, torch without AVX-512)")
     print(f"threads: torch {torch.get_num_threads()}, numba {numba.get_num_threads()}, "
           f"FAISS {faiss.omp_get_max_threads() if faiss else 'not installed'}; cores {os.cpu_count()}; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
