@@ -3,8 +3,9 @@
 Ranking (DESIGN.md): ascending Hamming distance, ties broken by ascending database index. Every backend returns
 exactly that order, so results are identical whichever runs:
 
-- ``numba``: packed uint64 words, POPCNT, per-query counting select (no sort, no heap), parallel over query
-  blocks. Fastest on CPU; ``auto`` picks it for CPU queries.
+- ``numba``: packed codes (uint64 words or byte planes, whichever popcounts faster on this CPU: ``numba_layout``),
+  per query a cut distance and a select by distance from vector-compare masks (no sort, no heap), parallel over
+  query blocks. Fastest on CPU; ``auto`` picks it for CPU queries.
 - ``faiss``: FAISS ``IndexBinaryFlat`` (codes zero-padded to whole bytes). FAISS breaks ties at the k-th
   distance arbitrarily, so rows whose last tie group may be cut are searched again with a larger k until the
   group is complete, then sorted by (distance, index). Exact, but slower than ``numba`` on tie-heavy codes.
