@@ -2,7 +2,8 @@
 
 On random codes (uniform bits, 10 one-hot classes), times in one run on the same data:
 - padhash search (``HammingIndex``, exact, ties by index), mAP@k from its ranking, search + mAP@k (the two
-  calls), and ``map_at_k`` (codes and labels in, mAP out, searched and scored in query blocks);
+  calls), and ``map_at_k`` (codes and labels in, mAP out, like the loop: each ranking is scored where the search
+  makes it, and none is kept), which the speed-up is measured with;
 - FAISS ``IndexBinaryFlat.search`` (raw: its tie order at the k-th distance is arbitrary);
 - padhash's other backends (``faiss`` with the exact tie fix-up, ``torch`` float matmul + topk);
 - a per-query numpy loop in the style of DeepHash-pytorch's ``CalcTopMap`` (search + mAP), run as numpy
@@ -159,7 +160,8 @@ def main_run(rng: np.random.Generator) -> None:
         return mean_average_precision(index.search(q_codes, k)[1], q_labels, db_labels)
 
     t_search_map, our_map = best_time(search_and_map, args.repeats)
-    # the same from codes and labels in one call, searched and scored in query blocks (database packing included)
+    # the same from codes and labels in one call, as the loop: each ranking scored where it is made, none kept
+    # (database packing included)
     t_map_at_k, map_at_k_value = best_time(
         lambda: map_at_k(q_codes, db_codes, q_labels, db_labels, k, backend=args.index), args.repeats)
 
@@ -220,8 +222,9 @@ def main_run(rng: np.random.Generator) -> None:
     print(f"\nfirst padhash call (JIT compile or cache load + packing the database): {first_call:.2f} s")
     if t_faiss is not None:
         print(f"search speed-up over FAISS flat: **{t_faiss / t_search:.1f}x** (goal >= 3x)")
-    ratios = ", ".join(f"**{seconds * scale / t_search_map:.1f}x** ({name})" for name, (seconds, _) in loops.items())
-    print(f"search + mAP@{k} speed-up over the CalcTopMap loop: {ratios} (goal >= 90x)\n")
+    # map_at_k does what the loop does (codes and labels in, mAP out); the two-call form is in the table
+    ratios = ", ".join(f"**{seconds * scale / t_map_at_k:.1f}x** ({name})" for name, (seconds, _) in loops.items())
+    print(f"search + mAP@{k} (map_at_k) speed-up over the CalcTopMap loop: {ratios} (goal >= 90x)\n")
 
 
 def scaling(rng: np.random.Generator) -> None:

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -147,3 +148,24 @@ def test_numba_at_the_largest_distance(bits, n, numba_layout):
         dist, idx = HammingIndex(db, "numba").search(query, k)
         ref_dist, ref_idx = brute_force(query, db, k)
         assert torch.equal(dist, ref_dist) and torch.equal(idx, ref_idx), (bits, n, k)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_average_precisions_score_the_search_rankings(backend, numba_layout):
+    """Scoring inside the search (numba keeps no ranking) equals scoring the returned rankings, label masks of
+    one and of two words, k below and past the database size."""
+    from padhash.metrics import average_precisions
+    from padhash.metrics.ranking import _label_masks
+
+    g = torch.Generator().manual_seed(7)
+    db, queries = random_codes(300, 24, seed=8), random_codes(70, 24, seed=9)
+    for n_classes in (5, 70):
+        q_labels = (torch.rand(70, n_classes, generator=g) < 0.2).float()
+        db_labels = (torch.rand(300, n_classes, generator=g) < 0.2).float()
+        index = HammingIndex(db, backend)
+        for k in (1, 65, 300, 500):
+            ap, hits = index.average_precisions(queries, k, _label_masks(q_labels), _label_masks(db_labels))
+            ref_ap, ref_hits = average_precisions(index.search(queries, k)[1], q_labels, db_labels)
+            assert np.array_equal(ap, ref_ap.numpy()) and np.array_equal(hits, ref_hits.numpy()), (n_classes, k)
+    with pytest.raises(PadhashError, match="label masks"):
+        index.average_precisions(queries, 5, _label_masks(q_labels[:3]), _label_masks(db_labels))

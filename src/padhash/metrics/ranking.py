@@ -108,10 +108,11 @@ def _blocked_average_precisions(query_codes, db_codes, query_labels, db_labels, 
     block = max(1, _SEARCH_BLOCK_ELEMENTS // max(1, min(k, len(index))))
     aps, hits = [], []
     for q0 in range(0, queries.shape[0], block):
-        _, idx = index.search(queries[q0:q0 + block], k)
-        ap, hit = _ranking_aps(idx, query_masks[q0:q0 + block], db_masks)
-        aps.append(ap)
-        hits.append(hit)
+        ap, hit = index.average_precisions(queries[q0:q0 + block], k, query_masks[q0:q0 + block], db_masks)
+        aps.append(torch.from_numpy(ap))
+        hits.append(torch.from_numpy(hit))
+    if not aps:  # no queries
+        return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.int64)
     return torch.cat(aps), torch.cat(hits)
 
 

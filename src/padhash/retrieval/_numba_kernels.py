@@ -236,10 +236,16 @@ def _emit(dist, k, cut, buf_idx, buf_dist, order, out_dist, out_idx):
 
 
 @njit(parallel=True, cache=True)
-def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like, out_dist, out_idx):
+def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like, out_dist, out_idx, query_labels,
+                        db_labels, ap_out, hits_out):
     """Exact top-k of every query; queries are (n, words) and db (words, n) uint64, or byte planes: (n, planes)
     and (planes, n) uint8 (see _chunk_distances); db is plane-major, so each plane of a chunk is contiguous.
     Outputs (Q, k) int32 / int64.
+
+    Scoring instead of returning rankings: with ``ap_out`` / ``hits_out`` of length Q, each ranking is scored as it
+    is made (see _average_precision; ``query_labels`` (Q, label words) and ``db_labels`` (label words, N) packed
+    label masks) and never leaves the worker's cache, and out_dist / out_idx are not written (pass (0, k) arrays).
+    Otherwise pass empty label and score arrays.
 
     ``n_workers``: how many threads share the blocks (numba's thread count). Needs 1 <= k <= len(db) and
     ``lane_dtype_like`` an array of uint8 (bits <= 128) or uint16 (bits <= 32768):
@@ -247,6 +253,7 @@ def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like,
     """
     n_queries = queries.shape[0]
     n_db = db.shape[1]
+    score = ap_out.shape[0] > 0
     padded = (n_db + 63) // 64 * 64  # whole groups of 64 items: the compares read 64 lanes at a time
     n_blocks = (n_queries + block - 1) // block
     n_workers = max(1, min(n_blocks, n_workers))
@@ -262,6 +269,8 @@ def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like,
         order = np.empty(k + 64, np.int64)
         sample_dist = np.empty((n_sample + 63) // 64 * 64, lane_dtype_like.dtype)
         sample_dist[n_sample:] = bits
+        row_dist, row_idx = np.empty(k, np.int32), np.empty(k, np.int64)  # a ranking being scored
+        relevant = np.zeros((k + 63) // 64 * 64, np.uint8)
         for b in range(worker, n_blocks, n_workers):
             q0 = b * block
             nb = min(n_queries, q0 + block) - q0
@@ -270,10 +279,49 @@ def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like,
                 for i in range(nb):
                     _chunk_distances(queries[q0 + i], db, c0, c1, dist[i])
             for i in range(nb):
-                guess = _guess_cut(queries[q0 + i], sample, n_db, k, bits, sample_dist)
+                q = q0 + i
+                guess = _guess_cut(queries[q], sample, n_db, k, bits, sample_dist)
                 cut, closer = _find_cut(dist[i], n_db, bits, k, guess)
                 _take_best(dist[i], n_db, k, cut, closer, buf_idx)
-                _emit(dist[i], k, cut, buf_idx, buf_dist, order, out_dist[q0 + i], out_idx[q0 + i])
+                if score:
+                    _emit(dist[i], k, cut, buf_idx, buf_dist, order, row_dist, row_idx)
+                    ap_out[q], hits_out[q] = _average_precision(row_idx, query_labels[q], db_labels, relevant)
+                else:
+                    _emit(dist[i], k, cut, buf_idx, buf_dist, order, out_dist[q], out_idx[q])
+
+
+@njit(cache=True, nogil=True)
+def _average_precision(row, query_mask, db_words, relevant):
+    """(AP, relevant items found) of one ranking of valid database indices (DeepHash convention). Labels are
+    packed bit masks, the database's word-major (label words, N); relevant = the masks share a bit.
+
+    One branch-free pass per label word marks each rank's relevance in a byte of ``relevant`` (LLVM vectorizes
+    it, with gathers where the CPU has them); then 64-rank compare masks over those bytes visit only the relevant
+    ranks. Same sum, in the same order, as a plain loop over the ranks."""
+    k = row.shape[0]
+    if k == 0 or db_words.shape[0] == 0:
+        return 0.0, 0
+    for w in range(db_words.shape[0]):
+        query_word, labels = query_mask[w], db_words[w]
+        if w == 0:
+            for r in range(k):
+                relevant[r] = (query_word & labels[row[r]]) != 0
+        else:
+            for r in range(k):
+                relevant[r] |= (query_word & labels[row[r]]) != 0
+    n_groups = (k + 63) // 64
+    last_group = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(n_groups * 64 - k)  # the ranks < k of the last group
+    found = 0
+    precision_sum = 0.0
+    for g in range(n_groups):
+        ranks = ~_below64(relevant, g * 64, 1)
+        if g == n_groups - 1:
+            ranks &= last_group
+        while ranks:
+            found += 1
+            precision_sum += found / (g * 64 + _trailing_zeros64(ranks) + 1.0)
+            ranks &= ranks - np.uint64(1)
+    return (precision_sum / found if found else 0.0), found
 
 
 # Queries per parallel task of ranking_ap_hits (each task allocates its scratch once).
@@ -282,50 +330,21 @@ AP_BLOCK = 64
 
 @njit(parallel=True, cache=True)
 def ranking_ap_hits(ranked_idx, query_masks, db_masks):
-    """Per query: AP over its ranking (DeepHash convention), the number of relevant items in it, and whether
-    every ranked index was a valid database index (an invalid ranking gets no AP).
-
-    Labels are packed bit masks (n, words) uint64; relevant = the masks share a bit. Per query, one branch-free pass
-    per label word marks each rank's relevance in a byte (LLVM vectorizes it, with gathers where the CPU has
-    them); then 64-rank compare masks over those bytes visit only the relevant ranks. Same sum, in the same order,
-    as a plain loop over the ranks.
-    """
+    """Per query: AP over its ranking (see _average_precision), the number of relevant items in it, and whether
+    every ranked index was a valid database index (an invalid ranking gets no AP). Labels are packed bit masks
+    (n, words) uint64."""
     n_queries, k = ranked_idx.shape
-    n_db, n_words = db_masks.shape
+    n_db = db_masks.shape[0]
     db_words = np.ascontiguousarray(db_masks.T)
     ap = np.zeros(n_queries, np.float64)
     hits = np.zeros(n_queries, np.int64)
     valid = np.ones(n_queries, np.bool_)
-    n_groups = (k + 63) // 64
-    last_group = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(n_groups * 64 - k)  # the ranks < k of the last group
     for b in prange((n_queries + AP_BLOCK - 1) // AP_BLOCK):
-        relevant = np.zeros(n_groups * 64, np.uint8)
+        relevant = np.zeros((k + 63) // 64 * 64, np.uint8)
         for q in range(b * AP_BLOCK, min(n_queries, (b + 1) * AP_BLOCK)):
             row = ranked_idx[q]
-            if k == 0:
-                continue
-            if row.min() < 0 or row.max() >= n_db:
+            if k and (row.min() < 0 or row.max() >= n_db):
                 valid[q] = False
                 continue
-            for w in range(n_words):
-                query_word, labels = query_masks[q, w], db_words[w]
-                if w == 0:
-                    for r in range(k):
-                        relevant[r] = (query_word & labels[row[r]]) != 0
-                else:
-                    for r in range(k):
-                        relevant[r] |= (query_word & labels[row[r]]) != 0
-            found = 0
-            precision_sum = 0.0
-            for g in range(n_groups):
-                ranks = ~_below64(relevant, g * 64, 1)
-                if g == n_groups - 1:
-                    ranks &= last_group
-                while ranks:
-                    found += 1
-                    precision_sum += found / (g * 64 + _trailing_zeros64(ranks) + 1.0)
-                    ranks &= ranks - np.uint64(1)
-            hits[q] = found
-            if found:
-                ap[q] = precision_sum / found
+            ap[q], hits[q] = _average_precision(row, query_masks[q], db_words, relevant)
     return ap, hits, valid

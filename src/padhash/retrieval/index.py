@@ -69,12 +69,7 @@ class HammingIndex:
 
     def search(self, query_codes, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(distances int32 (Q, k), indices int64 (Q, k)); ascending distance, ties by index; k > N is clipped."""
-        queries = check_codes(query_codes, "query codes")
-        if queries.shape[1] != self.bits:
-            raise PadhashError(f"query codes have {queries.shape[1]} bits but the database has {self.bits}")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise PadhashError(f"k must be a positive integer, got {k!r}")
-        k = min(int(k), len(self))
+        queries, k = self._checked_queries(query_codes, k)
         device = queries.device
         backend = self.resolve_backend(device)
         if queries.shape[0] == 0:
@@ -85,12 +80,52 @@ class HammingIndex:
         dist, idx = search(queries, k)
         return torch.from_numpy(dist).to(device), torch.from_numpy(idx).to(device)
 
+    def average_precisions(self, query_codes, k: int, query_labels: np.ndarray,
+                           db_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, AP (float64) and relevant items found (int64) in its top k (DeepHash convention), against
+        packed label masks: uint64 (Q, W) and (N, W), relevant = a shared bit. The numba backend scores each
+        ranking where it is made, so no (Q, k) ranking is kept; the others search, then score."""
+        from padhash.retrieval._numba_kernels import ranking_ap_hits
+
+        queries, k = self._checked_queries(query_codes, k)
+        if (query_labels.ndim != 2 or db_labels.ndim != 2 or query_labels.shape[0] != queries.shape[0]
+                or db_labels.shape[0] != len(self) or query_labels.shape[1] != db_labels.shape[1]):
+            raise PadhashError(f"label masks of shapes {query_labels.shape} and {db_labels.shape} do not fit "
+                               f"{queries.shape[0]} queries and {len(self)} database items")
+        if queries.shape[0] == 0:
+            return np.zeros(0, np.float64), np.zeros(0, np.int64)
+        if self.resolve_backend(queries.device) == "numba":
+            ap, hits = np.empty(queries.shape[0], np.float64), np.empty(queries.shape[0], np.int64)
+            empty = np.empty((0, k), np.int32), np.empty((0, k), np.int64)
+            self._numba_topk(queries, k, *empty, query_labels, np.ascontiguousarray(db_labels.T), ap, hits)
+            return ap, hits
+        ranked = np.ascontiguousarray(self.search(queries, k)[1].cpu().numpy())
+        ap, hits, _ = ranking_ap_hits(ranked, query_labels, db_labels)
+        return ap, hits
+
+    def _checked_queries(self, query_codes, k) -> tuple[torch.Tensor, int]:
+        queries = check_codes(query_codes, "query codes")
+        if queries.shape[1] != self.bits:
+            raise PadhashError(f"query codes have {queries.shape[1]} bits but the database has {self.bits}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise PadhashError(f"k must be a positive integer, got {k!r}")
+        return queries, min(int(k), len(self))
+
     def _prepare(self, key, build):
         if key not in self._prepared:
             self._prepared[key] = build()
         return self._prepared[key]
 
     def _search_numba(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        out_dist = np.empty((queries.shape[0], k), np.int32)
+        out_idx = np.empty((queries.shape[0], k), np.int64)
+        no_labels = np.empty((0, 0), np.uint64)
+        self._numba_topk(queries, k, out_dist, out_idx, no_labels, no_labels, np.empty(0, np.float64),
+                         np.empty(0, np.int64))
+        return out_dist, out_idx
+
+    def _numba_topk(self, queries: torch.Tensor, k: int, *outputs_and_labels) -> None:
+        """The numba kernel on packed queries and database (hamming_topk_packed's trailing arguments passed on)."""
         import numba
 
         from padhash.retrieval._numba_kernels import hamming_topk_packed
@@ -101,16 +136,12 @@ class HammingIndex:
         db_words = self._prepare(("numba", words), lambda: np.ascontiguousarray(
             pack_checked_codes(self.db_codes, word_bytes=word_bytes).view(word_type).T))
         query_words = pack_checked_codes(queries, word_bytes=word_bytes).view(word_type)
-        n_queries = query_words.shape[0]
-        # Distances are kept in bytes up to 128 bits (the kernel's SWAR compare needs bits <= half the lane range).
+        # Distances are kept in bytes up to 128 bits (the compares' bound, up to bits + 1, must fit a lane).
         lane_dtype = np.uint8 if self.bits <= 128 else np.uint16
         per_query = len(self) * np.dtype(lane_dtype).itemsize
         block = self.block_size or max(1, min(_NUMBA_BLOCK, _NUMBA_BLOCK_BYTES // per_query))
-        out_dist = np.empty((n_queries, k), np.int32)
-        out_idx = np.empty((n_queries, k), np.int64)
         hamming_topk_packed(query_words, db_words, k, self.bits, block, numba.get_num_threads(), np.empty(0, lane_dtype),
-                            out_dist, out_idx)
-        return out_dist, out_idx
+                            *outputs_and_labels)
 
     def _search_faiss(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         import faiss
