@@ -242,10 +242,10 @@ def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like,
     and (planes, n) uint8 (see _chunk_distances); db is plane-major, so each plane of a chunk is contiguous.
     Outputs (Q, k) int32 / int64.
 
-    Scoring instead of returning rankings: with ``ap_out`` / ``hits_out`` of length Q, each ranking is scored as it
-    is made (see _average_precision; ``query_labels`` (Q, label words) and ``db_labels`` (label words, N) packed
-    label masks) and never leaves the worker's cache, and out_dist / out_idx are not written (pass (0, k) arrays).
-    Otherwise pass empty label and score arrays.
+    Scoring instead of returning rankings: with ``ap_out`` / ``hits_out`` of length Q, each query's k taken items
+    are scored without being ranked (_taken_average_precision; ``query_labels`` (Q, label words) and ``db_labels``
+    (label words, N) packed label masks), and out_dist / out_idx are not written (pass (0, k) arrays). Otherwise
+    pass empty label and score arrays.
 
     ``n_workers``: how many threads share the blocks (numba's thread count). Needs 1 <= k <= len(db) and
     ``lane_dtype_like`` an array of uint8 (bits <= 128) or uint16 (bits <= 32768):
@@ -269,8 +269,7 @@ def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like,
         order = np.empty(k + 64, np.int64)
         sample_dist = np.empty((n_sample + 63) // 64 * 64, lane_dtype_like.dtype)
         sample_dist[n_sample:] = bits
-        row_dist, row_idx = np.empty(k, np.int32), np.empty(k, np.int64)  # a ranking being scored
-        relevant = np.zeros((k + 63) // 64 * 64, np.uint8)
+        relevant = np.zeros(k + 64, np.uint8)  # relevance of the taken items, when scoring
         for b in range(worker, n_blocks, n_workers):
             q0 = b * block
             nb = min(n_queries, q0 + block) - q0
@@ -284,10 +283,50 @@ def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like,
                 cut, closer = _find_cut(dist[i], n_db, bits, k, guess)
                 _take_best(dist[i], n_db, k, cut, closer, buf_idx)
                 if score:
-                    _emit(dist[i], k, cut, buf_idx, buf_dist, order, row_dist, row_idx)
-                    ap_out[q], hits_out[q] = _average_precision(row_idx, query_labels[q], db_labels, relevant)
+                    ap_out[q], hits_out[q] = _taken_average_precision(dist[i], k, cut, buf_idx, buf_dist,
+                                                                      query_labels[q], db_labels, relevant)
                 else:
                     _emit(dist[i], k, cut, buf_idx, buf_dist, order, out_dist[q], out_idx[q])
+
+
+@njit(cache=True, nogil=True)
+def _taken_average_precision(dist, k, cut, buf_idx, buf_dist, query_mask, db_words, relevant):
+    """(AP, relevant items found) of the ranking the k taken items (``buf_idx``, index order) make, without
+    making it: each relevant item's rank is the number of items at smaller distances, plus those at its distance
+    before it (popcounts of the compare masks _emit would extract from). Ranks come in ascending order, so the sum
+    is the one _average_precision makes over the emitted ranking."""
+    for i in range(k):
+        buf_dist[i] = dist[buf_idx[i]]
+    for w in range(db_words.shape[0]):
+        query_word, labels = query_mask[w], db_words[w]
+        if w == 0:
+            for i in range(k):
+                relevant[i] = (query_word & labels[buf_idx[i]]) != 0
+        else:
+            for i in range(k):
+                relevant[i] |= (query_word & labels[buf_idx[i]]) != 0
+    if db_words.shape[0] == 0:
+        return 0.0, 0
+    n_groups = (k + 63) // 64
+    last_group = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(n_groups * 64 - k)  # the valid lanes of the last group
+    found, ranked = 0, 0  # relevant items met; items ranked before the current distance
+    precision_sum = 0.0
+    for d in range(buf_dist[:k].min(), cut + 1):
+        at_d_before = 0  # items at distance d in earlier groups
+        for g in range(n_groups):
+            at_d = _below64(buf_dist, g * 64, d + 1) & ~_below64(buf_dist, g * 64, d)
+            if g == n_groups - 1:
+                at_d &= last_group
+            hits = at_d & ~_below64(relevant, g * 64, 1)
+            while hits:
+                lane = np.uint64(_trailing_zeros64(hits))
+                found += 1
+                rank = ranked + at_d_before + _popcount64(at_d & ((np.uint64(1) << lane) - np.uint64(1))) + 1
+                precision_sum += found / rank
+                hits &= hits - np.uint64(1)
+            at_d_before += _popcount64(at_d)
+        ranked += at_d_before
+    return (precision_sum / found if found else 0.0), found
 
 
 @njit(cache=True, nogil=True)
