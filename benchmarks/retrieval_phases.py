@@ -28,11 +28,11 @@ def run_phases(queries, db, k, bits, last_phase, query_labels, db_labels):
     """The kernel's per-query steps for one thread, stopping after phase `last_phase` (0-4); 5 = map_at_k's path:
     phases 0-3, then the taken items scored against packed labels (query_labels (Q, 1), db_labels (1, N))."""
     n_db = db.shape[1]
-    dist = np.full((n_db + 63) // 64 * 64, bits, np.uint8)
-    buf_idx, buf_dist, order = np.empty(k + 64, np.int64), np.empty(k + 64, np.uint8), np.empty(k + 64, np.int64)
+    dist = np.full((n_db + 63) // 64 * 64, bits, np.int8)  # lanes as HammingIndex keeps 64-bit distances
+    buf_idx, buf_dist, order = np.empty(k + 64, np.int64), np.empty(k + 64, np.int8), np.empty(k + 64, np.int64)
     out_dist, out_idx = np.empty(k, np.int32), np.empty(k, np.int64)
     sample = np.ascontiguousarray(db[:, ::max(1, n_db // kernels.SAMPLE)])
-    sample_dist = np.full((sample.shape[1] + 63) // 64 * 64, bits, np.uint8)
+    sample_dist = np.full((sample.shape[1] + 63) // 64 * 64, bits, np.int8)
     relevant = np.zeros(k + 64, np.uint8)
     cuts = 0
     for q in range(queries.shape[0]):

@@ -112,9 +112,10 @@ def test_cuda_matches_cpu():
         assert dist.is_cuda and torch.equal(dist.cpu(), cpu[0]) and torch.equal(idx.cpu(), cpu[1])
 
 
-@pytest.mark.parametrize("bits", [4, 64, 128, 129, 300])
+@pytest.mark.parametrize("bits", [4, 64, 126, 127, 128, 129, 300])
 def test_numba_is_exact_across_chunks_and_lane_widths(bits, numba_layout):
-    """A database spanning several chunks (8192 items each), codes stored in byte (<= 128 bits) and 16-bit lanes,
+    """A database spanning several chunks (8192 items each), codes stored in signed (<= 126 bits), unsigned byte
+    (<= 128) and 16-bit lanes,
     a tie-heavy case (4 bits), a block size that does not divide the queries, and k at and beyond the cut group."""
     db = random_codes(20_011, bits, seed=bits)
     queries = random_codes(7, bits, seed=bits + 1)
@@ -136,7 +137,7 @@ def test_numba_finds_the_cut_when_the_sample_misleads(numba_layout):
     assert torch.equal(dist, ref_dist) and torch.equal(idx, ref_idx)
 
 
-@pytest.mark.parametrize("bits", [13, 64, 128, 129])
+@pytest.mark.parametrize("bits", [13, 64, 126, 127, 128, 129])
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 300])
 def test_numba_at_the_largest_distance(bits, n, numba_layout):
     """Every item at distance `bits` from the query (the cut is `bits`, whose bound bits + 1 fills a byte lane at

@@ -109,11 +109,13 @@ def _chunk_distances(query, db, c0, c1, dist):
 
 @intrinsic
 def _below64(typingctx, dist, start, bound):
-    """uint64 whose bit t says dist[start + t] < bound, for t < 64: one vector load, one unsigned compare against
-    the broadcast bound and a movemask (the <64 x i1> result read as an i64). dist is uint8 or uint16 and must
-    hold 64 values from ``start``; the bound must fit its dtype."""
-    if not (isinstance(dist, types.Array) and dist.dtype in (types.uint8, types.uint16)):
+    """uint64 whose bit t says dist[start + t] < bound, for t < 64: one vector load, one compare against the
+    broadcast bound and a movemask (the <64 x i1> result read as an i64). dist is int8, uint8 or uint16 and must
+    hold 64 values from ``start``; the bound must fit its dtype. int8 lanes compare signed: AVX2 has a signed
+    byte compare but no unsigned one (which costs a max and an equality), AVX-512 has both."""
+    if not (isinstance(dist, types.Array) and dist.dtype in (types.int8, types.uint8, types.uint16)):
         return None
+    compare = "icmp_signed" if dist.dtype.signed else "icmp_unsigned"
 
     def codegen(context, builder, signature, args):
         array, first, limit = args
@@ -124,7 +126,7 @@ def _below64(typingctx, dist, start, bound):
         limit = builder.insert_element(ir.Constant(vector, None), builder.trunc(limit, elem),
                                        ir.Constant(ir.IntType(32), 0))
         limit = builder.shuffle_vector(limit, ir.Constant(vector, None), ir.Constant(ir.VectorType(ir.IntType(32), 64), [0] * 64))
-        return builder.bitcast(builder.icmp_unsigned("<", lanes, limit), ir.IntType(64))
+        return builder.bitcast(getattr(builder, compare)("<", lanes, limit), ir.IntType(64))
 
     return types.uint64(dist, types.int64, types.int64), codegen
 
@@ -248,8 +250,8 @@ def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like,
     pass empty label and score arrays.
 
     ``n_workers``: how many threads share the blocks (numba's thread count). Needs 1 <= k <= len(db) and
-    ``lane_dtype_like`` an array of uint8 (bits <= 128) or uint16 (bits <= 32768):
-    the dtype the distances are kept in.
+    ``lane_dtype_like`` an array of int8 (bits <= 126), uint8 (bits <= 128) or uint16 (bits <= 32768): the dtype
+    the distances are kept in (a compare's bound, up to bits + 1, must fit it).
     """
     n_queries = queries.shape[0]
     n_db = db.shape[1]
