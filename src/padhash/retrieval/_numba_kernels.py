@@ -216,22 +216,30 @@ def _take_best(dist, n_items, k, cut, closer, buf_idx):
 
 
 @njit(cache=True, nogil=True)
+def _valid_lanes(g, k):
+    """The lanes of 64-item group g that hold one of the first k items."""
+    remaining = k - g * 64
+    return np.uint64(0xFFFFFFFFFFFFFFFF) if remaining >= 64 else (np.uint64(1) << np.uint64(remaining)) - np.uint64(1)
+
+
+@njit(cache=True, nogil=True)
+def _lanes_at(values, g, d, k):
+    """The lanes of 64-item group g, among the first k items, whose value is d (two compare masks)."""
+    return _below64(values, g * 64, d + 1) & ~_below64(values, g * 64, d) & _valid_lanes(g, k)
+
+
+@njit(cache=True, nogil=True)
 def _emit(dist, k, cut, buf_idx, buf_dist, order, out_dist, out_idx):
     """Write the k buffered items (index order) in (distance, index) order: for each distance from the smallest to
     the cut, the buffered items at that distance, found by vector compares over their distances. Stable like a
     counting select, without a histogram's store-to-load chains. ``buf_dist`` and ``order`` need 64 spare."""
     for i in range(k):
         buf_dist[i] = dist[buf_idx[i]]
-    n_groups = (k + 63) // 64
-    last_group = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(n_groups * 64 - k)  # the valid lanes of the last group
     n = 0
     for d in range(buf_dist[:k].min(), cut + 1):
         first = n
-        for g in range(n_groups):
-            at_d = _below64(buf_dist, g * 64, d + 1) & ~_below64(buf_dist, g * 64, d)
-            if g == n_groups - 1:
-                at_d &= last_group
-            n = _append_set_bits(at_d, g * 64, order, n)
+        for g in range((k + 63) // 64):
+            n = _append_set_bits(_lanes_at(buf_dist, g, d, k), g * 64, order, n)
         out_dist[first:n] = d
     for i in range(k):
         out_idx[i] = buf_idx[order[i]]
@@ -292,33 +300,36 @@ def hamming_topk_packed(queries, db, k, bits, block, n_workers, lane_dtype_like,
 
 
 @njit(cache=True, nogil=True)
+def _mark_relevant(items, k, query_mask, db_words, relevant):
+    """relevant[i] = 1 when database item items[i] (i < k) shares a label with the query, else 0: one branch-free
+    pass per label word (LLVM vectorizes it, with gathers where the CPU has them). db_words is (label words, N)."""
+    for w in range(db_words.shape[0]):
+        query_word, labels = query_mask[w], db_words[w]
+        if w == 0:
+            for i in range(k):
+                relevant[i] = (query_word & labels[items[i]]) != 0
+        else:
+            for i in range(k):
+                relevant[i] |= (query_word & labels[items[i]]) != 0
+
+
+@njit(cache=True, nogil=True)
 def _taken_average_precision(dist, k, cut, buf_idx, buf_dist, query_mask, db_words, relevant):
     """(AP, relevant items found) of the ranking the k taken items (``buf_idx``, index order) make, without
     making it: each relevant item's rank is the number of items at smaller distances, plus those at its distance
     before it (popcounts of the compare masks _emit would extract from). Ranks come in ascending order, so the sum
     is the one _average_precision makes over the emitted ranking."""
-    for i in range(k):
-        buf_dist[i] = dist[buf_idx[i]]
-    for w in range(db_words.shape[0]):
-        query_word, labels = query_mask[w], db_words[w]
-        if w == 0:
-            for i in range(k):
-                relevant[i] = (query_word & labels[buf_idx[i]]) != 0
-        else:
-            for i in range(k):
-                relevant[i] |= (query_word & labels[buf_idx[i]]) != 0
     if db_words.shape[0] == 0:
         return 0.0, 0
-    n_groups = (k + 63) // 64
-    last_group = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(n_groups * 64 - k)  # the valid lanes of the last group
+    for i in range(k):
+        buf_dist[i] = dist[buf_idx[i]]
+    _mark_relevant(buf_idx, k, query_mask, db_words, relevant)
     found, ranked = 0, 0  # relevant items met; items ranked before the current distance
     precision_sum = 0.0
     for d in range(buf_dist[:k].min(), cut + 1):
         at_d_before = 0  # items at distance d in earlier groups
-        for g in range(n_groups):
-            at_d = _below64(buf_dist, g * 64, d + 1) & ~_below64(buf_dist, g * 64, d)
-            if g == n_groups - 1:
-                at_d &= last_group
+        for g in range((k + 63) // 64):
+            at_d = _lanes_at(buf_dist, g, d, k)
             hits = at_d & ~_below64(relevant, g * 64, 1)
             while hits:
                 lane = np.uint64(_trailing_zeros64(hits))
@@ -336,28 +347,16 @@ def _average_precision(row, query_mask, db_words, relevant):
     """(AP, relevant items found) of one ranking of valid database indices (DeepHash convention). Labels are
     packed bit masks, the database's word-major (label words, N); relevant = the masks share a bit.
 
-    One branch-free pass per label word marks each rank's relevance in a byte of ``relevant`` (LLVM vectorizes
-    it, with gathers where the CPU has them); then 64-rank compare masks over those bytes visit only the relevant
-    ranks. Same sum, in the same order, as a plain loop over the ranks."""
+    Each rank's relevance is marked in a byte of ``relevant`` (_mark_relevant); then 64-rank compare masks over
+    those bytes visit only the relevant ranks. Same sum, in the same order, as a plain loop over the ranks."""
     k = row.shape[0]
     if k == 0 or db_words.shape[0] == 0:
         return 0.0, 0
-    for w in range(db_words.shape[0]):
-        query_word, labels = query_mask[w], db_words[w]
-        if w == 0:
-            for r in range(k):
-                relevant[r] = (query_word & labels[row[r]]) != 0
-        else:
-            for r in range(k):
-                relevant[r] |= (query_word & labels[row[r]]) != 0
-    n_groups = (k + 63) // 64
-    last_group = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(n_groups * 64 - k)  # the ranks < k of the last group
+    _mark_relevant(row, k, query_mask, db_words, relevant)
     found = 0
     precision_sum = 0.0
-    for g in range(n_groups):
-        ranks = ~_below64(relevant, g * 64, 1)
-        if g == n_groups - 1:
-            ranks &= last_group
+    for g in range((k + 63) // 64):
+        ranks = ~_below64(relevant, g * 64, 1) & _valid_lanes(g, k)
         while ranks:
             found += 1
             precision_sum += found / (g * 64 + _trailing_zeros64(ranks) + 1.0)

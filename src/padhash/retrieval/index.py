@@ -96,8 +96,8 @@ class HammingIndex:
             return np.zeros(0, np.float64), np.zeros(0, np.int64)
         if self.resolve_backend(queries.device) == "numba":
             ap, hits = np.empty(queries.shape[0], np.float64), np.empty(queries.shape[0], np.int64)
-            empty = np.empty((0, k), np.int32), np.empty((0, k), np.int64)
-            self._numba_topk(queries, k, *empty, query_labels, np.ascontiguousarray(db_labels.T), ap, hits)
+            self._numba_topk(queries, k, np.empty((0, k), np.int32), np.empty((0, k), np.int64), query_labels,
+                             np.ascontiguousarray(db_labels.T), ap, hits)
             return ap, hits
         ranked = np.ascontiguousarray(self.search(queries, k)[1].cpu().numpy())
         ap, hits, _ = ranking_ap_hits(ranked, query_labels, db_labels)
@@ -124,8 +124,10 @@ class HammingIndex:
                          np.empty(0, np.int64))
         return out_dist, out_idx
 
-    def _numba_topk(self, queries: torch.Tensor, k: int, *outputs_and_labels) -> None:
-        """The numba kernel on packed queries and database (hamming_topk_packed's trailing arguments passed on)."""
+    def _numba_topk(self, queries: torch.Tensor, k: int, out_dist: np.ndarray, out_idx: np.ndarray,
+                    query_labels: np.ndarray, db_label_words: np.ndarray, ap: np.ndarray, hits: np.ndarray) -> None:
+        """The numba kernel on packed queries and database: rankings into out_dist / out_idx, or, with ap / hits of
+        length Q, the scores against packed labels (see hamming_topk_packed)."""
         import numba
 
         from padhash.retrieval._numba_kernels import hamming_topk_packed
@@ -142,7 +144,7 @@ class HammingIndex:
         per_query = len(self) * np.dtype(lane_dtype).itemsize
         block = self.block_size or max(1, min(_NUMBA_BLOCK, _NUMBA_BLOCK_BYTES // per_query))
         hamming_topk_packed(query_words, db_words, k, self.bits, block, numba.get_num_threads(), np.empty(0, lane_dtype),
-                            *outputs_and_labels)
+                            out_dist, out_idx, query_labels, db_label_words, ap, hits)
 
     def _search_faiss(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         import faiss
