@@ -75,6 +75,9 @@ def parse_args() -> argparse.Namespace:
                     help="emulate an AVX2-only CPU: numba compiles for Haswell (byte-plane layout), numpy, FAISS and "
                          "torch leave their AVX-512 kernels out")
     args = ap.parse_args()
+    for name in ("queries", "database", "bits", "topk", "repeats", "scaling_queries"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.avx2 and os.environ.get("PADHASH_BENCH_AVX2") != "1":
         reexec_as_avx2()
     if args.quick:

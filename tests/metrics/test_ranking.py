@@ -95,6 +95,8 @@ def test_bad_shapes_raise():
         mean_average_precision(torch.tensor([[0, 9]]), torch.tensor([A]), DB_LABELS)
     with pytest.raises(PadhashError, match="ranked indices"):
         mean_average_precision(torch.tensor([[-1, 0]]), torch.tensor([A]), DB_LABELS)
+    with pytest.raises(PadhashError, match="5 database codes but 4 database label rows"):
+        map_at_k(torch.ones(1, 4, dtype=torch.int8), torch.ones(5, 4, dtype=torch.int8), torch.tensor([A]), DB_LABELS[:4])
     with pytest.raises(PadhashError, match="target labels"):
         asr_at_k(RANKED, DB_LABELS, torch.ones(2, 3))
     with pytest.raises(PadhashError, match="threshold"):

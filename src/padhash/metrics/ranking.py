@@ -104,6 +104,8 @@ def _blocked_average_precisions(query_codes, db_codes, query_labels, db_labels, 
     query_labels, db_labels = _checked_labels(query_labels, db_labels)
     if query_labels.shape[0] != queries.shape[0]:
         raise PadhashError(f"{queries.shape[0]} query codes but {query_labels.shape[0]} query label rows")
+    if db_labels.shape[0] != len(index):
+        raise PadhashError(f"{len(index)} database codes but {db_labels.shape[0]} database label rows")
     query_masks, db_masks = _label_masks(query_labels), _label_masks(db_labels)
     block = max(1, _SEARCH_BLOCK_ELEMENTS // max(1, min(k, len(index))))
     aps, hits = [], []
