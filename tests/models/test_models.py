@@ -4,7 +4,7 @@ from safetensors.torch import save_file
 
 from padhash.errors import PadhashError
 from padhash.models import BACKBONES, HashEnsemble, build_model
-from padhash.models.backbones import build_backbone
+from padhash.models import create_backbone
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -31,7 +31,7 @@ def test_smallcnn_accepts_larger_inputs_and_normalizes_first():
 
 def test_local_weights_load_into_backbone(tmp_path):
     torch.manual_seed(1)
-    donor, _ = build_backbone("smallcnn")
+    donor = create_backbone("smallcnn").module
     path = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(path))
     model = build_model("smallcnn", 8, weights=str(path))

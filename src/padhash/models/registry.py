@@ -1,0 +1,54 @@
+"""The backbone registry: each backbone registers its builder once (`@register_backbone`), as timm's models do, so
+adding a network is one new module and nobody edits a central table.
+
+A builder takes `weights` (None = random initialisation; "imagenet" = the weights a pinned package ships, where
+the backbone has them; anything else = a LOCAL file of the backbone's state dict) and returns a `Backbone`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+from padhash.errors import PadhashError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PACKAGED = "imagenet"  # `weights: imagenet` = the ImageNet weights inside a pinned package (never downloaded)
+
+
+@dataclass
+class Backbone:
+    """A feature extractor and what a HashModel must know to use it."""
+    module: nn.Module                  # normalized NCHW images -> (N, feature_dim) penultimate features
+    feature_dim: int
+    stages: list[nn.Module]            # input to output; `partial` fine-tuning trains the last N of them
+    mean: tuple[float, ...] = IMAGENET_MEAN   # the normalisation its weights expect (part of the model)
+    std: tuple[float, ...] = IMAGENET_STD
+    resolution: int | None = None      # default input side the model upsamples to (None = the images' own)
+    weights_id: str = field(default="random")  # what the weights are (a feature cache keys on it)
+
+
+Builder = Callable[[str | None], Backbone]
+BACKBONES: dict[str, Builder] = {}
+
+
+def register_backbone(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: make `name` a backbone that `build_model` / `--backbone` accept."""
+    def decorate(builder: Builder) -> Builder:
+        if name in BACKBONES:
+            raise ValueError(f"backbone {name!r} registered twice")
+        BACKBONES[name] = builder
+        return builder
+    return decorate
+
+
+def create_backbone(name: str, weights: str | None = None) -> Backbone:
+    # the built-in backbones register on import of their modules
+    import padhash.models.backbones  # noqa: F401
+    import padhash.models.efficientnet  # noqa: F401
+
+    if name not in BACKBONES:
+        raise PadhashError(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
+    return BACKBONES[name](weights)
