@@ -65,7 +65,7 @@ def _lite(name: str):
         stages = [nn.ModuleList([net.conv_stem, net.bn1]), *net.blocks, nn.ModuleList([net.conv_head, net.bn2])]
         weights_id = f"{LITE[name][3]}" if weights == PACKAGED else _weights_id(weights)
         return Backbone(net, FEATURE_DIM, stages, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                        resolution=DEFAULT_RESOLUTION, weights_id=weights_id)
+                        resolution=DEFAULT_RESOLUTION, weights_id=weights_id, channels_last=True)
     return build
 
 

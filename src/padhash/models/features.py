@@ -34,7 +34,8 @@ class FeatureCache:
 
     def extractor_key(self, model, view: str) -> str:
         spec = {"format": FORMAT, "backbone": model.backbone_name, "weights": model.weights_id,
-                "resolution": model.resolution, "view": view, "mean": model.normalize.mean.flatten().tolist(),
+                "resolution": model.resolution, "view": view, "channels_last": model.channels_last,
+                "mean": model.normalize.mean.flatten().tolist(),
                 "std": model.normalize.std.flatten().tolist()}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 

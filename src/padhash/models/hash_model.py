@@ -55,6 +55,9 @@ class HashModel(nn.Module):
         self.finetune = "full"
         self.frozen: list[nn.Module] = []
         self.feature_cache = None
+        self.channels_last = backbone.channels_last
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
 
     def upsample(self, x: torch.Tensor) -> torch.Tensor:
         if self.resolution is None or tuple(x.shape[-2:]) == (self.resolution, self.resolution):
@@ -63,7 +66,10 @@ class HashModel(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features (N, D), the input of the hash layer."""
-        return self.backbone(self.normalize(self.upsample(x)))
+        z = self.normalize(self.upsample(x))
+        if self.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last)
+        return self.backbone(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(self.features(x))
