@@ -141,3 +141,21 @@ def test_bad_regime_values_are_refused():
         build_model("efficientnet_lite0", 8, finetune="partial", finetune_stages=99)
     with pytest.raises(PadhashError, match="resolution"):
         build_model("efficientnet_lite0", 8, resolution=3)
+
+
+def test_partial_runs_from_cached_frozen_stages_with_the_same_codes(tmp_path):
+    model = build_model("efficientnet_lite0", 8, weights="imagenet", resolution=32, finetune="partial",
+                        finetune_stages=2).eval()
+    assert model.frozen_prefix == len(model.stages) - 2
+    images = TinySplit(n=5, size=32).images()
+    with torch.no_grad():
+        assert torch.allclose(model.from_prefix(model.prefix(images)), model(images), atol=1e-5)
+    direct = encode(model, images)
+    model.feature_cache = FeatureCache(tmp_path, progress=False)
+    assert torch.equal(encode(model, images), direct)
+    assert model.feature_cache.computed == 5
+    # a trained partial model keeps its frozen stages, so the cached prefix still holds after training
+    trained = train_hash_model(TinySplit(n=16, size=32), 3, lite_cfg("partial", finetune_stages=2), model=model,
+                               progress=False)
+    with torch.no_grad():
+        assert torch.allclose(trained.from_prefix(trained.prefix(images)), trained.eval()(images), atol=1e-5)

@@ -191,9 +191,10 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
             start = _load_checkpoint(ckpt, fingerprint, model, loss, optimizer, data_gen, device)
 
         hflip = True if cfg.hflip is None else cfg.hflip
-        # frozen: the hash layer trains on cached features of each view (flips, if augmenting; no shifts)
-        cached = _cached_views(model, train, ("id", "flip") if cfg.augment and hflip else ("id",)) \
-            if getattr(model, "backbone_frozen", False) else None
+        # frozen / partial on a backbone run by stages: training starts from cached outputs of the frozen part,
+        # one per view (flips, if augmenting; no shifts)
+        views = ("id", "flip") if cfg.augment and hflip else ("id",)
+        cached = _cached_views(model, train, views) if _from_cache(model) else None
         n = len(train)
         batches = [(i, min(i + cfg.batch_size, n)) for i in range(0, n, cfg.batch_size) if min(i + cfg.batch_size, n) - i > 1]
         bar = tqdm(total=cfg.epochs * len(batches), initial=start * len(batches), disable=not progress,
@@ -208,8 +209,8 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
             for lo, hi in batches:
                 idx = order[lo:hi]
                 if cached is not None:
-                    views = torch.randint(0, cached.shape[1], (len(idx),), generator=data_gen)
-                    u = model.hash_layer(cached[idx, views].to(device))
+                    picked = cached[idx, torch.randint(0, cached.shape[1], (len(idx),), generator=data_gen)]
+                    u = _head(model, picked.to(device))
                 else:
                     x = train.images(idx)
                     if cfg.augment:
@@ -236,12 +237,14 @@ def encode(model: nn.Module, images_or_split, *, batch_size: int = 256, device: 
     restored afterwards)."""
     is_split = hasattr(images_or_split, "images")
     n = len(images_or_split)
-    if getattr(model, "backbone_frozen", False) and getattr(model, "feature_cache", None) is not None and n:
+    if _from_cache(model) and model.feature_cache is not None and n:
         images = images_or_split.images(torch.arange(n)) if is_split else images_or_split
         was_training = model.training
         model.eval().to(device)
-        codes = [to_codes(model.hash_layer(model.feature_cache.features(model, images[lo:lo + 4096]).to(device)).cpu())
-                 for lo in range(0, n, 4096)]
+        codes = []
+        for lo in range(0, n, batch_size):
+            cached = model.feature_cache.features(model, images[lo:lo + batch_size], prefix=model.frozen_prefix)
+            codes.append(to_codes(_head(model, cached.to(device)).cpu()))
         model.train(was_training)
         return torch.cat(codes)
     was_training = model.training
@@ -257,12 +260,24 @@ def encode(model: nn.Module, images_or_split, *, batch_size: int = 256, device: 
     return torch.cat(codes)
 
 
+def _from_cache(model) -> bool:
+    """Whether the model's frozen part may be replaced by cached outputs (frozen, or partial run by stages)."""
+    return getattr(model, "backbone_frozen", False) or getattr(model, "frozen_prefix", None) is not None
+
+
+def _head(model: HashModel, cached: torch.Tensor) -> torch.Tensor:
+    """u from cached outputs of the frozen part."""
+    return model.hash_layer(cached) if model.backbone_frozen else model.from_prefix(cached)
+
+
 def _cached_views(model: HashModel, train, views: tuple[str, ...]) -> torch.Tensor:
-    """(N, V, D) features of every training image under each view (the model's cache, or a throwaway one)."""
+    """(N, V, ...) cached outputs of the frozen part for every training image under each view (the model's
+    cache, or a throwaway one)."""
     if model.feature_cache is None:
         model.feature_cache = FeatureCache()
     images = train.images(torch.arange(len(train)))
-    return torch.stack([model.feature_cache.features(model, images, view) for view in views], 1)
+    prefix = model.frozen_prefix
+    return torch.stack([model.feature_cache.features(model, images, view, prefix) for view in views], 1)
 
 
 def snapshot_path(checkpoint_dir: Path, epoch: int) -> Path:

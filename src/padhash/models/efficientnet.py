@@ -52,6 +52,14 @@ def packaged_state(name: str, net: nn.Module) -> dict[str, torch.Tensor]:
     return {key: src for (_, src), (key, _) in zip(source, own)}
 
 
+def forward_stages(net: nn.Module, x: torch.Tensor, lo: int, hi: int | None) -> torch.Tensor:
+    """timm EfficientNet as stages: stem (conv, BN+act), the 7 block stages, head (conv, BN+act); then pooling."""
+    stages = [lambda z: net.bn1(net.conv_stem(z)), *net.blocks, lambda z: net.bn2(net.conv_head(z))]
+    for stage in stages[lo:hi]:
+        x = stage(x)
+    return net.global_pool(x) if hi is None else x
+
+
 def _lite(name: str):
     def build(weights: str | None) -> Backbone:
         import timm
@@ -65,7 +73,8 @@ def _lite(name: str):
         stages = [nn.ModuleList([net.conv_stem, net.bn1]), *net.blocks, nn.ModuleList([net.conv_head, net.bn2])]
         weights_id = f"{LITE[name][3]}" if weights == PACKAGED else _weights_id(weights)
         return Backbone(net, FEATURE_DIM, stages, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                        resolution=DEFAULT_RESOLUTION, weights_id=weights_id, channels_last=True)
+                        resolution=DEFAULT_RESOLUTION, weights_id=weights_id, channels_last=True,
+                        forward_stages=forward_stages)
     return build
 
 

@@ -32,35 +32,37 @@ class FeatureCache:
         self._rows: dict[str, dict[bytes, torch.Tensor]] = {}
         self.computed = 0  # images that went through a backbone (tests check reuse with it)
 
-    def extractor_key(self, model, view: str) -> str:
-        spec = {"format": FORMAT, "backbone": model.backbone_name, "weights": model.weights_id,
+    def extractor_key(self, model, view: str, prefix: int | None = None) -> str:
+        spec = {"prefix": prefix} if prefix is not None else {}
+        spec |= {"format": FORMAT, "backbone": model.backbone_name, "weights": model.weights_id,
                 "resolution": model.resolution, "view": view, "channels_last": model.channels_last,
                 "mean": model.normalize.mean.flatten().tolist(),
                 "std": model.normalize.std.flatten().tolist()}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
-    def features(self, model, images: torch.Tensor, view: str = "id") -> torch.Tensor:
-        """(N, D) float32 features of `images` ([0, 1], NCHW) under `model`'s frozen backbone, on the CPU."""
+    def features(self, model, images: torch.Tensor, view: str = "id", prefix: int | None = None) -> torch.Tensor:
+        """(N, D) float32 features of `images` ([0, 1], NCHW) under `model`'s frozen backbone, on the CPU; with
+        `prefix` = model.frozen_prefix, the output of its frozen leading stages instead (partial fine-tuning)."""
         if view not in VIEWS:
             raise ValueError(f"view {view!r} is not one of {VIEWS}")
-        key = self.extractor_key(model, view)
+        key = self.extractor_key(model, view, prefix)
         rows = self._load(key)
         images = images.detach().cpu().float().contiguous()
         keys = [hashlib.blake2b(img.numpy().tobytes(), digest_size=16).digest() for img in images]
         missing = sorted({k: i for i, k in enumerate(keys) if k not in rows}.values())
         if missing:
-            new = self._extract(model, images[missing], view)
+            new = self._extract(model, images[missing], view, prefix)
             new_keys = [keys[i] for i in missing]
             rows.update(zip(new_keys, new))
             self.computed += len(missing)
             if self.root is not None:
                 self._save(key, new_keys, new)
         if not keys:
-            return torch.empty(0, model.hash_layer.in_features)
+            return torch.empty(0)
         return torch.stack([rows[k] for k in keys])
 
     @torch.inference_mode()
-    def _extract(self, model, images: torch.Tensor, view: str) -> torch.Tensor:
+    def _extract(self, model, images: torch.Tensor, view: str, prefix: int | None) -> torch.Tensor:
         device = next(model.parameters()).device
         out = []
         bar = tqdm(total=len(images), desc=f"features {model.backbone_name} {view}", unit="img", leave=False,
@@ -69,7 +71,8 @@ class FeatureCache:
         model.eval()
         for lo in range(0, len(images), self.batch_size):
             x = images[lo:lo + self.batch_size].to(device)
-            out.append(model.features(x.flip(-1) if view == "flip" else x).float().cpu())
+            x = x.flip(-1) if view == "flip" else x
+            out.append((model.features(x) if prefix is None else model.prefix(x)).float().cpu().contiguous())
             bar.update(len(x))
         model.train(was_training)
         bar.close()

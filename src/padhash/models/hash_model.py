@@ -55,6 +55,8 @@ class HashModel(nn.Module):
         self.finetune = "full"
         self.frozen: list[nn.Module] = []
         self.feature_cache = None
+        self.finetune_stages = 0
+        self._forward_stages = backbone.forward_stages
         self.channels_last = backbone.channels_last
         if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
@@ -64,12 +66,29 @@ class HashModel(nn.Module):
             return x
         return F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False)
 
+    def _layout(self, z: torch.Tensor) -> torch.Tensor:
+        return z.contiguous(memory_format=torch.channels_last) if self.channels_last else z
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features (N, D), the input of the hash layer."""
-        z = self.normalize(self.upsample(x))
-        if self.channels_last:
-            z = z.contiguous(memory_format=torch.channels_last)
-        return self.backbone(z)
+        return self.backbone(self._layout(self.normalize(self.upsample(x))))
+
+    @property
+    def frozen_prefix(self) -> int | None:
+        """With `partial` fine-tuning on a backbone that runs by stages: how many leading (frozen) stages a cache
+        may hold the output of; None otherwise."""
+        if self.finetune != "partial" or self._forward_stages is None:
+            return None
+        return len(self.stages) - self.finetune_stages
+
+    def prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """Output of the frozen leading stages (what `from_prefix` continues from)."""
+        return self._forward_stages(self.backbone, self._layout(self.normalize(self.upsample(x))), 0,
+                                    self.frozen_prefix)
+
+    def from_prefix(self, z: torch.Tensor) -> torch.Tensor:
+        """u from the frozen stages' output: the trainable stages, pooling, the hash layer."""
+        return self.hash_layer(self._forward_stages(self.backbone, self._layout(z), self.frozen_prefix, None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(self.features(x))
@@ -87,6 +106,7 @@ class HashModel(nn.Module):
                                f"got {stages}")
         frozen = {"frozen": [self.backbone], "partial": self.stages[:-stages], "full": []}[regime]
         self.finetune, self.frozen = regime, frozen
+        self.finetune_stages = stages if regime == "partial" else 0
         frozen_params = {id(p) for m in self.frozen for p in m.parameters()}
         for p in self.backbone.parameters():
             p.requires_grad_(id(p) not in frozen_params)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
 from torch import nn
 
 from padhash.errors import PadhashError
@@ -29,6 +30,9 @@ class Backbone:
     resolution: int | None = None      # default input side the model upsamples to (None = the images' own)
     weights_id: str = field(default="random")  # what the weights are (a feature cache keys on it)
     channels_last: bool = False        # compute in channels-last memory layout (faster on CPU where measured)
+    # forward_stages(module, x, lo, hi): stages lo..hi-1 of normalized x (hi None = through the pooled features);
+    # lets `partial` fine-tuning cache the frozen stages' output. A plain function of the module (deepcopy-safe).
+    forward_stages: Callable[[nn.Module, torch.Tensor, int, int | None], torch.Tensor] | None = None
 
 
 Builder = Callable[[str | None], Backbone]
