@@ -3,8 +3,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("padhash.data", reason="foundation data module not present")
-
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs" / "study").glob("*.yaml")) + [ROOT / "configs" / "padhash-cpu.yaml"]
 

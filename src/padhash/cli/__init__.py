@@ -41,13 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = Commands(parser)
     commands.top.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"padhash.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"padhash.cli.{name}":
-                raise
-            continue  # a family not built yet
-        module.register(commands)
+        importlib.import_module(f"padhash.cli.{name}").register(commands)
     return parser
 
 
