@@ -52,6 +52,13 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from padhash.plugins import load_plugins
+
+    try:
+        load_plugins()  # before the parsers: their choices come from the registries the plug-ins add to
+    except PadhashError as exc:
+        print(f"padhash: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
