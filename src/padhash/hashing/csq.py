@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from scipy.linalg import hadamard
 
 from padhash.hashing.base import HashLoss, label_centers
+from padhash.retrieval.codes import hamming_distance
 
 
 def hash_centers(num_classes: int, bits: int, generator: torch.Generator, retries: int = 20) -> torch.Tensor:
@@ -26,7 +27,7 @@ def hash_centers(num_classes: int, bits: int, generator: torch.Generator, retrie
         for row in extra:
             row[torch.randperm(bits, generator=generator)[: bits // 2]] = -1
         best = torch.cat([fixed, extra])
-        dist = (bits - best @ best.T) / 2
+        dist = hamming_distance(best, best)
         off_diag = dist[~torch.eye(num_classes, dtype=torch.bool)]
         if num_classes < 2 or (off_diag.min() > bits / 4 and off_diag.mean() >= bits / 2):
             break

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from padhash.errors import PadhashError
-from padhash.retrieval import HammingIndex, check_codes
+from padhash.retrieval import HammingIndex, check_codes, hamming_distance
 from padhash.retrieval._numba_kernels import ranking_ap_hits
 
 # Queries x ranked items searched at once by map_at_k / t_map_at_k: bounds memory (k = whole database included).
@@ -156,11 +156,10 @@ def pr_curve(query_codes, db_codes, query_labels, db_labels) -> tuple[np.ndarray
     bits, n_db = db.shape[1], db.shape[0]
     retrieved = torch.zeros(queries.shape[0], bits + 1, dtype=torch.float64, device=queries.device)
     relevant = torch.zeros_like(retrieved)
-    db_float = db.float()
     block = max(1, _PR_BLOCK_ELEMENTS // max(1, n_db))
     for q0 in range(0, queries.shape[0], block):
         q1 = min(queries.shape[0], q0 + block)
-        dist = ((bits - queries[q0:q1].float() @ db_float.T) / 2).round().long()
+        dist = hamming_distance(queries[q0:q1], db)
         rel = (query_labels[q0:q1] @ db_labels.T > 0).double()
         retrieved[q0:q1].scatter_add_(1, dist, torch.ones_like(rel))
         relevant[q0:q1].scatter_add_(1, dist, rel)

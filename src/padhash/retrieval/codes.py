@@ -17,6 +17,14 @@ def to_codes(u: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.as_tensor(u) >= 0, 1, -1).to(torch.int8)
 
 
+def hamming_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(Q, N) distances (K − a·b)/2 between the rows of a (Q, K) and b (N, K): exact int64 Hamming distances for
+    ±1 integer codes; for real-valued inputs (relaxed codes u) the float relaxation, differentiable."""
+    if a.is_floating_point() or b.is_floating_point():
+        return (a.shape[-1] - a @ b.T.to(a.dtype)) / 2
+    return ((a.shape[-1] - a.float() @ b.float().T) / 2).round().to(torch.int64)
+
+
 # CPU dtypes whose validity check runs in numpy (one fused pass; several times faster than torch's on CPU).
 _NUMPY_CHECKED = (torch.int8, torch.int16, torch.int32, torch.int64, torch.float32, torch.float64)
 

@@ -1,0 +1,17 @@
+import torch
+
+from padhash.retrieval import hamming_distance
+
+
+def test_hamming_distance_counts_differing_bits_and_relaxes_for_real_values():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 2, (4, 13), generator=g).to(torch.int8) * 2 - 1
+    b = torch.randint(0, 2, (5, 13), generator=g).to(torch.int8) * 2 - 1
+    d = hamming_distance(a, b)
+    assert d.dtype == torch.int64
+    assert torch.equal(d, (a[:, None, :] != b[None, :, :]).sum(-1))
+    u = a.float().requires_grad_(True)
+    relaxed = hamming_distance(u, b)
+    assert relaxed.dtype == torch.float32 and torch.equal(relaxed.detach().long(), d)
+    relaxed.sum().backward()
+    assert u.grad is not None
