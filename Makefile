@@ -26,6 +26,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/retrieval.py
 	$(VENV)/bin/python benchmarks/poison_step.py
+	$(VENV)/bin/python benchmarks/backbone.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
