@@ -159,3 +159,30 @@ def test_partial_runs_from_cached_frozen_stages_with_the_same_codes(tmp_path):
                                progress=False)
     with torch.no_grad():
         assert torch.allclose(trained.from_prefix(trained.prefix(images)), trained.eval()(images), atol=1e-5)
+
+
+@pytest.mark.parametrize("finetune", ["frozen", "partial"])
+def test_cached_regimes_resume_bit_identically_and_reuse_the_cache(tmp_path, monkeypatch, finetune):
+    import padhash.hashing.trainer as trainer
+
+    split = TinySplit(n=16, size=32)
+    cfg = lite_cfg(finetune, epochs=2, finetune_stages=1)
+    cache = FeatureCache(tmp_path / "features", progress=False)
+    uninterrupted = weights(train_hash_model(split, 3, cfg, checkpoint_dir=tmp_path / "a", progress=False,
+                                             feature_cache=cache))
+    assert cache.computed == 32  # 16 images × 2 views, once
+    real_save = trainer._save_checkpoint
+
+    def save_then_die(path, fingerprint, epoch, *args):
+        real_save(path, fingerprint, epoch, *args)
+        raise KeyboardInterrupt  # killed right after epoch 1 was written
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_hash_model(split, 3, cfg, checkpoint_dir=tmp_path / "b", progress=False,
+                         feature_cache=FeatureCache(tmp_path / "features", progress=False))
+    monkeypatch.setattr(trainer, "_save_checkpoint", real_save)
+    again = FeatureCache(tmp_path / "features", progress=False)
+    resumed = weights(train_hash_model(split, 3, cfg, checkpoint_dir=tmp_path / "b", progress=False,
+                                       feature_cache=again))
+    assert same(uninterrupted, resumed) and again.computed == 0
