@@ -42,8 +42,9 @@ from padhash.attacks.adversarial import (
     vulnerable_pairs,
 )
 from padhash.attacks.anchor import anchor_code
-from padhash.config import from_dict, to_dict
+from padhash.config import convert_field, from_dict, to_dict
 from padhash.errors import PadhashError
+from padhash.runs import owns_run_folder
 from padhash.experiments.records import ResultsFile
 from padhash.io import save_tensors
 from padhash.rng import derive_seed, seed_everything
@@ -203,10 +204,7 @@ def with_value(cfg, path: str, value: Any, where: str = "config"):
         obj = getattr(obj, name, None)
     if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
         raise PadhashError(f"{where}.sweep: unknown key {path!r}")
-    current = getattr(obj, leaf)
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    setattr(obj, leaf, value)
+    setattr(obj, leaf, convert_field(obj, leaf, value, f"{where}.sweep.{path}"))
     if hasattr(obj, "validate"):
         obj.validate(f"{where}.sweep.{path}")
     return out
@@ -401,6 +399,7 @@ def choose_targets(query_labels: torch.Tensor, db_labels: torch.Tensor, count: i
     return out
 
 
+@owns_run_folder()
 def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
                      progress: bool = True) -> dict:
     """The DHTA experiment family; writes RUN/results.json, RUN/report.md and figures; resumes finished trials."""
@@ -514,6 +513,7 @@ def _save_grid(out: Path, key: str, ds, model, db_codes, clean, adv, true_labels
 
 
 # ------------------------------------------------------------------------------------------------ transfer attack
+@owns_run_folder()
 def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
                         progress: bool = True) -> dict:
     """The black-box transfer experiment; writes RUN/results.json, RUN/report.md; resumes finished trials."""

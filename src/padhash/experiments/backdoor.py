@@ -36,6 +36,7 @@ from padhash.attacks.backdoor import (
 )
 from padhash.config import from_dict, load_yaml, to_dict
 from padhash.errors import PadhashError
+from padhash.runs import owns_run_folder
 from padhash.experiments.records import ResultsFile
 from padhash.io import load_tensors, save_tensors
 from padhash.rng import derive_seed
@@ -443,6 +444,7 @@ class BackdoorRun:
                         title=f"{key}: top-10 of triggered queries (✓ target label {target})")
 
 
+@owns_run_folder()
 def run_backdoor(cfg: BackdoorConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
                  progress: bool = True) -> dict:
     """Run (or resume) a backdoor experiment into `out_dir`; returns the results.json contents."""

@@ -28,6 +28,7 @@ from padhash.defenses.preprocess import gaussian_noise, jpeg
 from padhash.defenses.prune import pruning_curve
 from padhash.defenses.spectral import spectral_filter
 from padhash.errors import PadhashError
+from padhash.runs import owns_run_folder
 from padhash.experiments.backdoor import (
     BackdoorRun,
     Evaluator,
@@ -282,6 +283,7 @@ def _features(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tenso
     return torch.cat([model.features(b.to(device)).flatten(1).cpu() for b in images.split(batch_size)])
 
 
+@owns_run_folder()
 def run_defense(cfg: DefenseConfig, out_dir: str | Path, defenses: list[str], *,
                 victim_dir: str | Path | None = None, progress: bool = True) -> dict:
     return DefenseRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run(defenses)

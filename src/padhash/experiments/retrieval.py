@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from safetensors import safe_open
 from padhash.config import from_dict, load_yaml, to_dict
 from padhash.data import DataConfig, load_dataset_from
 from padhash.errors import PadhashError
+from padhash.runs import owns_run_folder
 from padhash.hashing import TrainConfig, encode, train_hash_model
 from padhash.hashing.trainer import check_config
 from padhash.io import atomic_write_json, atomic_write_npz, atomic_write_text, load_tensors, save_tensors
@@ -28,6 +30,7 @@ from padhash.metrics import map_at_k, precision_at_k
 from padhash.models import HashModel, build_model
 from padhash.retrieval import BACKENDS, hamming_topk
 from padhash.rng import derive_seed
+from padhash.validate import warn
 
 DEFAULT_TOPK = 100        # k of map_at_k / precision_at_k when none is given (below a class size on digits and CIFAR)
 NOT_MIRROR_INVARIANT = ("digits",)  # data sets trained without horizontal flips
@@ -62,7 +65,10 @@ def check_retrieval_config(cfg: RetrievalConfig, where: str = "config") -> None:
         raise PadhashError(f"{where}.topk: must be a positive integer, got {cfg.topk}")
     if cfg.index not in BACKENDS:
         raise PadhashError(f"{where}.index: {cfg.index!r} is not one of {', '.join(BACKENDS)}")
-    check_config(cfg.train)
+    try:
+        check_config(cfg.train)
+    except PadhashError as exc:
+        raise PadhashError(f"{where}.train: {exc}") from None
     device = cfg.train.device
     try:
         index = torch.device(device).index or 0
@@ -80,6 +86,7 @@ def resolved(cfg: RetrievalConfig) -> RetrievalConfig:
     return dataclasses.replace(cfg, train=train)
 
 
+@owns_run_folder()
 def run_training(cfg: RetrievalConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Train, encode, score; write RUN/{config.yaml, model.safetensors, codes.npz, metrics.json}. Running again on
     the same RUN resumes (or, when finished, only re-scores); a RUN holding another config is refused."""
@@ -124,6 +131,8 @@ def score_codes(codes: dict[str, np.ndarray], topk: int | None = None, index: st
     q, db = torch.as_tensor(codes["query_codes"]), torch.as_tensor(codes["db_codes"])
     ql, dbl = torch.as_tensor(codes["query_labels"]), torch.as_tensor(codes["db_labels"])
     k = min(topk or DEFAULT_TOPK, len(db))
+    if topk is not None and topk > k:
+        warn(f"topk {topk} is beyond the database size; clipped to {k}")
     _, ranked = hamming_topk(q, db, k, backend=index)
     g = torch.Generator().manual_seed(derive_seed(seed, "random-codes"))
     rand_q = torch.randint(0, 2, q.shape, generator=g).to(torch.int8) * 2 - 1
@@ -141,8 +150,8 @@ def load_codes(run_dir: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as exc:
-        raise PadhashError(f"{path}: not a readable codes file ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise PadhashError(f"{path}: not a readable codes file ({exc.__class__.__name__}: {exc})") from None
     missing = sorted({"query_codes", "db_codes", "query_labels", "db_labels"} - set(arrays))
     if missing:
         raise PadhashError(f"{path}: missing array(s) {', '.join(missing)}")
@@ -174,7 +183,10 @@ def load_victim(run_dir: Path) -> tuple[HashModel, RetrievalConfig]:
     path = run_dir / "model.safetensors"
     state = load_tensors(path)
     with safe_open(str(path), framework="pt") as fh:
-        image_size = int((fh.metadata() or {}).get("image_size", 32))
+        image_size = (fh.metadata() or {}).get("image_size", "32")
+    if not image_size.isdigit() or int(image_size) < 1:
+        raise PadhashError(f"{path}: metadata image_size must be a positive integer, got {image_size!r}")
+    image_size = int(image_size)
     model = build_model(cfg.train.backbone, cfg.train.bits, image_size=image_size)
     try:
         model.load_state_dict(state)
