@@ -62,7 +62,8 @@ def _entries(out: Path) -> set[str]:
 def check_ownership(out: Path) -> None:
     """Refuse a non-empty folder that is not a padhash run: its files are the user's."""
     names = _entries(out)
-    if names and not names & set(RUN_MARKERS):
+    nested = any((out / n).is_dir() and _entries(out / n) & set(RUN_MARKERS) for n in names)  # e.g. RUN/attack
+    if names and not names & set(RUN_MARKERS) and not nested:
         shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
         raise PadhashError(f"{out}: holds files that are not a padhash run ({shown}); choose an empty or new --out")
 

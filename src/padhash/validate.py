@@ -1,6 +1,7 @@
 """Checks shared by configs and runners: numeric ranges with key paths, the image-size fit, warning lines."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import torch
@@ -35,3 +36,31 @@ def check_model_fits(model: torch.nn.Module, split, device: torch.device, where:
                            f"({str(exc).splitlines()[0][:160]}); use larger images (data.image_size)") from None
     finally:
         model.train(was_training)
+
+
+def check_device(device: str, where: str) -> torch.device:
+    """cpu, cuda or cuda:N, spelled right (configs for a GPU still parse on a CPU machine)."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise PadhashError(f"{where}: {device!r} is not a device (cpu, cuda, cuda:N)") from None
+
+
+def available_device(device: str, where: str) -> torch.device:
+    """The device, when this machine has it: checked where a run starts using it, before any work."""
+    dev = check_device(device, where)
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise PadhashError(f"{where}: {device!r} requested but there is no such CUDA device")
+    return dev
+
+
+def check_recipe(cfg, where: str) -> None:
+    """A TrainConfig that training could use (trainer.check_config), its device included, under key path `where`.
+    A weights file is looked for when the model is built, so configs parse on a machine without it."""
+    from padhash.hashing.trainer import check_config
+
+    try:
+        check_config(dataclasses.replace(cfg, weights=None))
+    except PadhashError as exc:
+        raise PadhashError(f"{where}: {exc}") from None
+    check_device(cfg.device, f"{where}.device")

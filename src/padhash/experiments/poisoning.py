@@ -37,6 +37,7 @@ from padhash.config import OMIT_AT_DEFAULT, convert_field, from_dict, load_yaml,
 from padhash.defenses.preprocess import gaussian_noise, jpeg
 from padhash.errors import PadhashError
 from padhash.runs import owns_run_folder
+from padhash.validate import available_device, check_device, check_range, check_recipe
 from padhash.experiments.records import ResultsFile
 from padhash.io import atomic_write_json, load_tensors, save_tensors
 from padhash.rng import derive_seed
@@ -156,6 +157,10 @@ def _validate(cfg: PoisoningConfig, where: str) -> None:
         raise PadhashError(f"{where}.methods: {bad or '[]'} not in {', '.join(METHODS)}")
     if cfg.pairs < 1 or not cfg.seeds:
         raise PadhashError(f"{where}: pairs must be ≥ 1 and seeds non-empty")
+    check_recipe(cfg.victim, f"{where}.victim")
+    check_device(cfg.device, f"{where}.device")
+    check_range(f"{where}.eval.jpeg_quality", cfg.eval.jpeg_quality, 1, 100)
+    check_range(f"{where}.eval.noise_std", cfg.eval.noise_std, 0)
     a = cfg.attack
     a.validate()
     if a.bases_from not in BASES_FROM:
@@ -251,7 +256,7 @@ class PoisoningRun:
         self.out = Path(out_dir)
         self.progress = progress
         self.results = ResultsFile(self.out, to_dict(cfg))
-        self.device = torch.device(cfg.device)
+        self.device = available_device(cfg.device, "device")
         self._datasets: dict[str, Any] = {}
         self._load_dataset = load_dataset_from
         self._codes_cache: dict[str, dict] = {}

@@ -24,13 +24,12 @@ from padhash.data import DataConfig, load_dataset_from
 from padhash.errors import PadhashError
 from padhash.runs import owns_run_folder
 from padhash.hashing import TrainConfig, encode, train_hash_model
-from padhash.hashing.trainer import check_config
 from padhash.io import atomic_write_json, atomic_write_npz, atomic_write_text, load_tensors, save_tensors
 from padhash.metrics import map_at_k, precision_at_k
 from padhash.models import HashModel, build_model
 from padhash.retrieval import BACKENDS, hamming_topk
 from padhash.rng import derive_seed
-from padhash.validate import warn
+from padhash.validate import check_recipe, warn
 
 DEFAULT_TOPK = 100        # k of map_at_k / precision_at_k when none is given (below a class size on digits and CIFAR)
 NOT_MIRROR_INVARIANT = ("digits",)  # data sets trained without horizontal flips
@@ -65,17 +64,7 @@ def check_retrieval_config(cfg: RetrievalConfig, where: str = "config") -> None:
         raise PadhashError(f"{where}.topk: must be a positive integer, got {cfg.topk}")
     if cfg.index not in BACKENDS:
         raise PadhashError(f"{where}.index: {cfg.index!r} is not one of {', '.join(BACKENDS)}")
-    try:
-        check_config(cfg.train)
-    except PadhashError as exc:
-        raise PadhashError(f"{where}.train: {exc}") from None
-    device = cfg.train.device
-    try:
-        index = torch.device(device).index or 0
-    except RuntimeError:
-        raise PadhashError(f"{where}.train.device: {device!r} is not a device (cpu, cuda, cuda:N)") from None
-    if device.startswith("cuda") and index >= torch.cuda.device_count():
-        raise PadhashError(f"{where}.train.device: {device!r} requested but there is no such CUDA device")
+    check_recipe(cfg.train, f"{where}.train")
 
 
 def resolved(cfg: RetrievalConfig) -> RetrievalConfig:

@@ -31,7 +31,7 @@ from padhash.models import BACKBONES, HashModel, build_model
 from padhash.retrieval import to_codes
 from padhash.retrieval.index import MAX_BITS
 from padhash.rng import derive_seed
-from padhash.validate import check_model_fits, check_range
+from padhash.validate import available_device, check_model_fits, check_range
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -135,7 +135,7 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
     if snapshot_epochs and checkpoint_dir is None:
         raise PadhashError("snapshot_epochs needs a checkpoint_dir to keep the snapshots in")
     recipe = resolve_recipe(cfg)
-    device = torch.device(cfg.device)
+    device = available_device(cfg.device, "train.device")
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(derive_seed(cfg.seed, "init"))
