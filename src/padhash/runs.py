@@ -93,6 +93,8 @@ def run_folder(out: str | Path) -> Iterator[Path]:
         raise PadhashError(f"{out}: another padhash command is running in this folder; wait for it or choose "
                            "another --out") from None
     _HELD[key] = 1
+    for stale in out.rglob(".*.tmp"):  # a killed write's temp file (io._atomic_replace); the lock makes it ours
+        stale.unlink(missing_ok=True)
     try:
         yield out
     except BaseException:
