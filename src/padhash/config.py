@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,6 +21,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise PadhashError(f"{path}: no such config file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise PadhashError(f"{path}: not a text file (expected UTF-8 YAML)") from None
+    except OSError as exc:
+        raise PadhashError(f"{path}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise PadhashError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if data is None:
@@ -42,6 +47,12 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     if unknown:
         raise PadhashError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(fields)})")
     kwargs = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    for name in ("seed", "seeds"):  # numpy and torch seed only from non-negative integers
+        seeds = kwargs.get(name)
+        for i, seed in enumerate(seeds if isinstance(seeds, list) else [seeds]):
+            if isinstance(seed, int) and seed < 0:
+                raise PadhashError(f"{where}.{name}{f'[{i}]' if name == 'seeds' else ''}: must be a non-negative "
+                                   f"integer, got {seed}")
     try:
         return cls(**kwargs)
     except TypeError as exc:
@@ -79,6 +90,11 @@ def load_config(cls: type[T], path: str | Path, overrides: dict[str, Any] | None
     return from_dict(cls, data, where=Path(path).name)
 
 
+def convert_field(obj: Any, name: str, value: Any, where: str) -> Any:
+    """`value` converted and checked for field `name` of dataclass instance `obj` (sweeps set fields one by one)."""
+    return _convert(typing.get_type_hints(type(obj))[name], value, where)
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -114,6 +130,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             value = _number_from_string(value, where)
+        if not math.isfinite(value):
+            raise PadhashError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from padhash.errors import PadhashError
@@ -22,6 +23,9 @@ def _atomic_replace(path: Path, write) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:  # disk full, quota, permissions: the old file is kept as it was
+        raise PadhashError(f"{path}: could not be written ({getattr(exc, 'strerror', None) or exc}); "
+                           "the previous version is kept") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -64,12 +68,31 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise PadhashError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise PadhashError(f"{path}: not a text file (expected UTF-8 JSON)") from None
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file atomically (contiguous CPU copies, as safetensors requires)."""
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_replace(Path(path), lambda tmp: save_file(clean, tmp, metadata=metadata))
+
+    def write(tmp):
+        save_file(clean, tmp, metadata=metadata)
+        _canonical_header(tmp)
+    _atomic_replace(Path(path), write)
+
+
+def _canonical_header(path: str) -> None:
+    """Rewrite the JSON header with sorted keys: safetensors writes the metadata in hash-map order, so two
+    identical runs would differ in those bytes. Same keys and values, so the same length (padding kept)."""
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(size)
+        header = json.loads(raw)
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) <= size:
+            fh.seek(8)
+            fh.write(text.ljust(size, b" "))
 
 
 def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from padhash.errors import PadhashError
@@ -69,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("padhash: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `padhash ... | head`: the reader left; nothing to say, and nothing more to print
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 2
+    except OSError as exc:  # the file system refused (disk full, permissions): the user's to fix, not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"padhash: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -88,8 +88,6 @@ def _train(args: argparse.Namespace) -> int:
                 raise PadhashError(f"{where}.{section}: expected a mapping")
             data[section] = {**(data.get(section) or {}), key: value}
     cfg = config_from_dict(data, where)
-    if args.out.exists() and not args.out.is_dir():
-        raise PadhashError(f"{args.out}: exists and is not a folder")
     metrics = run_training(cfg, args.out, progress=not args.no_progress)
     _print_metrics(metrics)
     print(f"wrote {args.out}/config.yaml, model.safetensors, metrics.json, codes.npz")

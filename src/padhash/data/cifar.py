@@ -22,6 +22,20 @@ def _numpy_reconstruct():
     return _reconstruct
 
 
+def _numpy_scalar(dtype, data=None):
+    """numpy scalars (labels re-pickled by Python 3), of plain dtypes only: never an object."""
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
+        raise pickle.UnpicklingError("numpy scalar of an object dtype")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _latin1_bytes(text, encoding="latin1"):
+    """`_codecs.encode(str, 'latin1')`: how protocol 2 under Python 3 writes bytes; nothing else is encoded."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode used for something other than bytes")
+    return text.encode("latin1")
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickles plain containers and numpy arrays only: any other global (os.system, ...) is refused,
     so a tampered batch file cannot run code."""
@@ -31,6 +45,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+        ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+        ("_codecs", "encode"): _latin1_bytes,
     }
 
     def __init__(self, file, source: str):

@@ -34,6 +34,11 @@ class RetrievalDataset:
             if split.num_classes != len(self.class_names):
                 raise PadhashError(f"{self.name}: {split_name} labels have {split.num_classes} classes, "
                                    f"but there are {len(self.class_names)} class names")
+        # no split may be empty, and training needs two images (BatchNorm): else every metric is meaningless
+        for split_name, least in (("train", 2), ("query", 1), ("database", 1)):
+            if len(getattr(self, split_name)) < least:
+                raise PadhashError(f"{self.name}: the {split_name} split has {len(getattr(self, split_name))} "
+                                   f"image(s); at least {least} needed")
 
     @property
     def num_classes(self) -> int:

@@ -42,8 +42,10 @@ from padhash.attacks.adversarial import (
     vulnerable_pairs,
 )
 from padhash.attacks.anchor import anchor_code
-from padhash.config import from_dict, to_dict
+from padhash.config import convert_field, from_dict, to_dict
 from padhash.errors import PadhashError
+from padhash.runs import owns_run_folder
+from padhash.validate import available_device, check_device, check_range, check_recipe
 from padhash.experiments.records import ResultsFile
 from padhash.io import save_tensors
 from padhash.rng import derive_seed, seed_everything
@@ -51,6 +53,7 @@ from padhash.rng import derive_seed, seed_everything
 QUERY_METHODS = ("none", "noise", "p2p", "dhta", "hag", "anchor")
 TRANSFER_METHODS = ("none", "pgd", "di", "transfer", "white_box")
 PAIR_SELECTIONS = ("mined", "random")
+REGION_NOISES = ("gaussian", "uniform")  # transfer.sample_noise
 PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
 # `padhash attack ...` without --config: the embedded digits, sized to finish in minutes on two CPU cores (the
 # dataclass defaults are the papers' settings: 100 queries, 2000 iterations, 30-epoch victims).
@@ -126,6 +129,9 @@ class TransferConfig:
 # ------------------------------------------------------------------------------------------------------ configs
 def query_config_from_dict(data: dict[str, Any], where: str = "config") -> QueryAttackConfig:
     cfg = _build(QueryAttackConfig, data, where)
+    _check_common(cfg, where)
+    if any(c < 0 for c in cfg.open_set_classes):
+        raise PadhashError(f"{where}.open_set_classes: class numbers are ≥ 0, got {cfg.open_set_classes}")
     cfg.attack.validate(f"{where}.attack")
     _check_methods(cfg.methods, QUERY_METHODS, where)
     if cfg.n_t < 1 or cfg.queries < 1 or not cfg.seeds or cfg.batch_size < 1:
@@ -145,6 +151,12 @@ def transfer_config_from_dict(data: dict[str, Any], where: str = "config") -> Tr
         raise PadhashError(f"{where}.surrogates: expected a list of training recipes")
     cfg = _build(TransferConfig, data, where)
     cfg.surrogates = [from_dict(TrainConfig, s or {}, f"{where}.surrogates[{i}]") for i, s in enumerate(surrogates)]
+    _check_common(cfg, where)
+    for i, s in enumerate(cfg.surrogates):
+        check_recipe(s, f"{where}.surrogates[{i}]")
+    if cfg.eval.region_noise not in REGION_NOISES:
+        raise PadhashError(f"{where}.eval.region_noise: {cfg.eval.region_noise!r} is not one of "
+                           f"{', '.join(REGION_NOISES)}")
     cfg.attack.validate(f"{where}.attack")
     _check_methods(cfg.methods, TRANSFER_METHODS, where)
     for i, s in enumerate(cfg.surrogates):
@@ -178,6 +190,13 @@ def _build(cls, data: dict[str, Any], where: str):
     return cfg
 
 
+def _check_common(cfg, where: str) -> None:
+    """The victim's recipe and the run's device, before anything trains."""
+    check_recipe(cfg.victim, f"{where}.victim")
+    check_device(cfg.device, f"{where}.device")
+    check_range(f"{where}.batch_size", cfg.batch_size, 1)
+
+
 def _check_methods(methods: list[str], allowed: tuple[str, ...], where: str) -> None:
     bad = [m for m in methods if m not in allowed]
     if bad or not methods:
@@ -203,10 +222,7 @@ def with_value(cfg, path: str, value: Any, where: str = "config"):
         obj = getattr(obj, name, None)
     if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
         raise PadhashError(f"{where}.sweep: unknown key {path!r}")
-    current = getattr(obj, leaf)
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    setattr(obj, leaf, value)
+    setattr(obj, leaf, convert_field(obj, leaf, value, f"{where}.sweep.{path}"))
     if hasattr(obj, "validate"):
         obj.validate(f"{where}.sweep.{path}")
     return out
@@ -238,7 +254,7 @@ class _Models:
     """Trains (or reuses) hash models inside the run folder; a model is cached by everything it depends on."""
 
     def __init__(self, out: Path, device: str, progress: bool, victim_run: str | Path | None):
-        self.out, self.device, self.progress = out, torch.device(device), progress
+        self.out, self.device, self.progress = out, available_device(device, "device"), progress
         self.victim_run = Path(victim_run) if victim_run else None
         self._models: dict[str, Any] = {}
         self._datasets: dict[str, Any] = {}
@@ -401,6 +417,7 @@ def choose_targets(query_labels: torch.Tensor, db_labels: torch.Tensor, count: i
     return out
 
 
+@owns_run_folder()
 def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
                      progress: bool = True) -> dict:
     """The DHTA experiment family; writes RUN/results.json, RUN/report.md and figures; resumes finished trials."""
@@ -423,13 +440,14 @@ def _query_trials(cfg: QueryAttackConfig, point, label, seed, models: _Models, r
     keys = _trial_keys(cfg.methods, label, f"seed={seed}")
     if all(results.has(k) for k in keys.values()):
         return
+    for c in cfg.open_set_classes:  # before the victim trains without them
+        ds = models.dataset(cfg.data)
+        if not 0 <= c < ds.num_classes:
+            raise PadhashError(f"open_set_classes: {c} is not a class of {ds.name} (0..{ds.num_classes - 1})")
     vkey, victim, data_cfg = _seeded_victim(cfg, seed, models, cfg.open_set_classes)
     ds = models.dataset(data_cfg)
     db_codes = models.codes(vkey, victim, ds.database, "database")
     db_labels = ds.database.labels
-    for c in cfg.open_set_classes:
-        if not 0 <= c < ds.num_classes:
-            raise PadhashError(f"open_set_classes: {c} is not a class of {ds.name} (0..{ds.num_classes - 1})")
     picks = choose_targets(ds.query.labels, db_labels, cfg.queries, cfg.n_t, derive_seed(seed, "targets"),
                            cfg.open_set_classes)
     q_idx = [q for q, _, _ in picks]
@@ -514,6 +532,7 @@ def _save_grid(out: Path, key: str, ds, model, db_codes, clean, adv, true_labels
 
 
 # ------------------------------------------------------------------------------------------------ transfer attack
+@owns_run_folder()
 def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
                         progress: bool = True) -> dict:
     """The black-box transfer experiment; writes RUN/results.json, RUN/report.md; resumes finished trials."""

@@ -36,6 +36,8 @@ from padhash.attacks.backdoor import (
 )
 from padhash.config import from_dict, load_yaml, to_dict
 from padhash.errors import PadhashError
+from padhash.runs import owns_run_folder
+from padhash.validate import check_device, check_recipe
 from padhash.experiments.records import ResultsFile
 from padhash.io import load_tensors, save_tensors
 from padhash.rng import derive_seed
@@ -118,6 +120,8 @@ def _validate(cfg: BackdoorConfig, where: str) -> None:
         raise PadhashError(f"{where}: poison_count and num_targets must be ≥ 1")
     if not 0.0 < cfg.blend <= 1.0:
         raise PadhashError(f"{where}.blend: must be in (0, 1], got {cfg.blend}")
+    check_recipe(cfg.victim, f"{where}.victim")
+    check_device(cfg.device, f"{where}.device")
     cfg.trigger.validate(where=f"{where}.trigger")
     cfg.perturb.validate(where=f"{where}.perturb")
     e = cfg.eval
@@ -133,7 +137,8 @@ def _validate(cfg: BackdoorConfig, where: str) -> None:
     for axis, values in cfg.sweep.items():
         if not values:
             raise PadhashError(f"{where}.sweep.{axis}: give at least one value")
-        with_value(cfg, axis, values[0], where)
+        for value in values:  # every point checked before any training starts
+            with_value(cfg, axis, value, where)
 
 
 def with_value(cfg: BackdoorConfig, axis: str, value: Any, where: str = "config") -> BackdoorConfig:
@@ -443,6 +448,7 @@ class BackdoorRun:
                         title=f"{key}: top-10 of triggered queries (✓ target label {target})")
 
 
+@owns_run_folder()
 def run_backdoor(cfg: BackdoorConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
                  progress: bool = True) -> dict:
     """Run (or resume) a backdoor experiment into `out_dir`; returns the results.json contents."""

@@ -28,6 +28,8 @@ from padhash.defenses.preprocess import gaussian_noise, jpeg
 from padhash.defenses.prune import pruning_curve
 from padhash.defenses.spectral import spectral_filter
 from padhash.errors import PadhashError
+from padhash.runs import owns_run_folder
+from padhash.validate import check_range
 from padhash.experiments.backdoor import (
     BackdoorRun,
     Evaluator,
@@ -77,11 +79,23 @@ def defense_config_from_dict(data: dict[str, Any], where: str = "config") -> Def
         raise PadhashError(f"{where}.source: {cfg.source!r} is not one of {', '.join(SOURCES)}")
     if cfg.spectral.removal_factor <= 0:
         raise PadhashError(f"{where}.spectral.removal_factor: must be > 0")
+    if cfg.spectral.budget is not None:
+        check_range(f"{where}.spectral.budget", cfg.spectral.budget, 1)
+    for i, q in enumerate(cfg.preprocess.jpeg_quality):
+        check_range(f"{where}.preprocess.jpeg_quality[{i}]", q, 1, 100)
+    for i, std in enumerate(cfg.preprocess.noise_std):
+        check_range(f"{where}.preprocess.noise_std[{i}]", std, 0)
     cfg.dp.validate(f"{where}.dp")
     if any(s < 0 for s in cfg.noise_scales) or not cfg.noise_scales:
         raise PadhashError(f"{where}.noise_scales: give non-negative noise scales")
     if any(not 0 <= f < 1 for f in cfg.prune.fractions):
         raise PadhashError(f"{where}.prune.fractions: each must be in [0, 1)")
+    if cfg.source == "ciba":  # the poisons' config too, before anything trains
+        backdoor_config_from_dict({**cfg.attack, "methods": ["ciba"]}, f"{where}.attack")
+    else:
+        from padhash.experiments import poisoning
+
+        poisoning.config_from_dict({**cfg.padhash, "methods": ["padhash"]}, f"{where}.padhash")
     return cfg
 
 
@@ -282,6 +296,7 @@ def _features(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tenso
     return torch.cat([model.features(b.to(device)).flatten(1).cpu() for b in images.split(batch_size)])
 
 
+@owns_run_folder()
 def run_defense(cfg: DefenseConfig, out_dir: str | Path, defenses: list[str], *,
                 victim_dir: str | Path | None = None, progress: bool = True) -> dict:
     return DefenseRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run(defenses)

@@ -33,9 +33,11 @@ import numpy as np
 import torch
 
 from padhash.attacks.poisoning import CraftConfig, craft_poisons, gradient_norm, matched_parameters, parameter_gradient
-from padhash.config import OMIT_AT_DEFAULT, from_dict, load_yaml, to_dict
+from padhash.config import OMIT_AT_DEFAULT, convert_field, from_dict, load_yaml, to_dict
 from padhash.defenses.preprocess import gaussian_noise, jpeg
 from padhash.errors import PadhashError
+from padhash.runs import owns_run_folder
+from padhash.validate import available_device, check_device, check_range, check_recipe
 from padhash.experiments.records import ResultsFile
 from padhash.io import atomic_write_json, load_tensors, save_tensors
 from padhash.rng import derive_seed
@@ -155,6 +157,10 @@ def _validate(cfg: PoisoningConfig, where: str) -> None:
         raise PadhashError(f"{where}.methods: {bad or '[]'} not in {', '.join(METHODS)}")
     if cfg.pairs < 1 or not cfg.seeds:
         raise PadhashError(f"{where}: pairs must be ≥ 1 and seeds non-empty")
+    check_recipe(cfg.victim, f"{where}.victim")
+    check_device(cfg.device, f"{where}.device")
+    check_range(f"{where}.eval.jpeg_quality", cfg.eval.jpeg_quality, 1, 100)
+    check_range(f"{where}.eval.noise_std", cfg.eval.noise_std, 0)
     a = cfg.attack
     a.validate()
     if a.bases_from not in BASES_FROM:
@@ -181,9 +187,12 @@ def _validate(cfg: PoisoningConfig, where: str) -> None:
     if len(cfg.sweep) > 1:
         raise PadhashError(f"{where}.sweep: one axis at a time, got {', '.join(cfg.sweep)}")
     for path, values in cfg.sweep.items():
-        _override(cfg, path, values[0] if values else None, where)
         if not values:
             raise PadhashError(f"{where}.sweep.{path}: give at least one value")
+        for value in values:  # every point checked before any training starts
+            point = _override(cfg, path, value, where)
+            point.sweep = {}
+            _validate(point, f"{where} (sweep {path}={value!r})")
 
 
 def _validate_levers(cfg: PoisoningConfig, where: str) -> None:
@@ -227,12 +236,7 @@ def _override(cfg: PoisoningConfig, path: str, value: Any, where: str = "config"
         obj = getattr(obj, name)
     if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
         raise PadhashError(f"{where}.sweep: unknown key {path!r}")
-    current = getattr(obj, leaf)
-    if isinstance(current, float) and isinstance(value, int):
-        value = float(value)
-    if isinstance(current, list) and not isinstance(value, list):
-        value = [value]
-    setattr(obj, leaf, value)
+    setattr(obj, leaf, convert_field(obj, leaf, value, f"{where}.sweep.{path}"))
     return out
 
 
@@ -252,7 +256,7 @@ class PoisoningRun:
         self.out = Path(out_dir)
         self.progress = progress
         self.results = ResultsFile(self.out, to_dict(cfg))
-        self.device = torch.device(cfg.device)
+        self.device = available_device(cfg.device, "device")
         self._datasets: dict[str, Any] = {}
         self._load_dataset = load_dataset_from
         self._codes_cache: dict[str, dict] = {}
@@ -650,6 +654,7 @@ def hamming_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a.shape[1] - a.float() @ b.float().T) / 2).round().to(torch.int64)
 
 
+@owns_run_folder()
 def run_poisoning(cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Run (or resume) the experiment in out_dir; writes results.json, report.md and figures/."""
     from padhash.experiments.poisoning_report import write_poisoning_report

@@ -53,7 +53,7 @@ class ResultsFile:
         self.trials: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}
         if self.path.exists():
-            data = read_json(self.path)
+            data = self.load(run_dir)
             if data.get("config") != config:
                 raise PadhashError(
                     f"{self.path}: holds results of a different config; choose another --out or delete the folder"
@@ -88,6 +88,8 @@ class ResultsFile:
     def load(cls, run_dir: str | Path) -> dict[str, Any]:
         path = Path(run_dir) / RESULTS_FILE
         data = read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("trials", []), list):
+            raise PadhashError(f"{path}: expected a JSON object with a list of trials; not a padhash results file")
         for key in ("config", "trials", "aggregates"):
             if key not in data:
                 raise PadhashError(f"{path}: missing '{key}'; not a padhash results file")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,15 @@ from safetensors import safe_open
 from padhash.config import OMIT_AT_DEFAULT, from_dict, load_yaml, to_dict
 from padhash.data import DataConfig, load_dataset_from
 from padhash.errors import PadhashError
+from padhash.runs import owns_run_folder
 from padhash.hashing import TrainConfig, encode, train_hash_model
-from padhash.hashing.trainer import check_config, model_from_config
+from padhash.hashing.trainer import model_from_config
 from padhash.io import atomic_write_json, atomic_write_npz, atomic_write_text, load_tensors, save_tensors
 from padhash.metrics import map_at_k, precision_at_k
 from padhash.models import FeatureCache, HashModel
 from padhash.retrieval import BACKENDS, hamming_topk
 from padhash.rng import derive_seed
+from padhash.validate import check_recipe, warn
 
 DEFAULT_TOPK = 100        # k of map_at_k / precision_at_k when none is given (below a class size on digits and CIFAR)
 NOT_MIRROR_INVARIANT = ("digits",)  # data sets trained without horizontal flips
@@ -64,14 +67,7 @@ def check_retrieval_config(cfg: RetrievalConfig, where: str = "config") -> None:
         raise PadhashError(f"{where}.topk: must be a positive integer, got {cfg.topk}")
     if cfg.index not in BACKENDS:
         raise PadhashError(f"{where}.index: {cfg.index!r} is not one of {', '.join(BACKENDS)}")
-    check_config(cfg.train)
-    device = cfg.train.device
-    try:
-        index = torch.device(device).index or 0
-    except RuntimeError:
-        raise PadhashError(f"{where}.train.device: {device!r} is not a device (cpu, cuda, cuda:N)") from None
-    if device.startswith("cuda") and index >= torch.cuda.device_count():
-        raise PadhashError(f"{where}.train.device: {device!r} requested but there is no such CUDA device")
+    check_recipe(cfg.train, f"{where}.train")
 
 
 def resolved(cfg: RetrievalConfig) -> RetrievalConfig:
@@ -82,6 +78,7 @@ def resolved(cfg: RetrievalConfig) -> RetrievalConfig:
     return dataclasses.replace(cfg, train=train)
 
 
+@owns_run_folder()
 def run_training(cfg: RetrievalConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Train, encode, score; write RUN/{config.yaml, model.safetensors, codes.npz, metrics.json}. Running again on
     the same RUN resumes (or, when finished, only re-scores); a RUN holding another config is refused."""
@@ -128,6 +125,8 @@ def score_codes(codes: dict[str, np.ndarray], topk: int | None = None, index: st
     q, db = torch.as_tensor(codes["query_codes"]), torch.as_tensor(codes["db_codes"])
     ql, dbl = torch.as_tensor(codes["query_labels"]), torch.as_tensor(codes["db_labels"])
     k = min(topk or DEFAULT_TOPK, len(db))
+    if topk is not None and topk > k:
+        warn(f"topk {topk} is beyond the database size; clipped to {k}")
     _, ranked = hamming_topk(q, db, k, backend=index)
     g = torch.Generator().manual_seed(derive_seed(seed, "random-codes"))
     rand_q = torch.randint(0, 2, q.shape, generator=g).to(torch.int8) * 2 - 1
@@ -145,8 +144,8 @@ def load_codes(run_dir: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as exc:
-        raise PadhashError(f"{path}: not a readable codes file ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise PadhashError(f"{path}: not a readable codes file ({exc.__class__.__name__}: {exc})") from None
     missing = sorted({"query_codes", "db_codes", "query_labels", "db_labels"} - set(arrays))
     if missing:
         raise PadhashError(f"{path}: missing array(s) {', '.join(missing)}")
@@ -178,9 +177,11 @@ def load_victim(run_dir: Path) -> tuple[HashModel, RetrievalConfig]:
     path = run_dir / "model.safetensors"
     state = load_tensors(path)
     with safe_open(str(path), framework="pt") as fh:
-        image_size = int((fh.metadata() or {}).get("image_size", 32))
+        image_size = (fh.metadata() or {}).get("image_size", "32")
+    if not image_size.isdigit() or int(image_size) < 1:
+        raise PadhashError(f"{path}: metadata image_size must be a positive integer, got {image_size!r}")
     # the state dict holds every weight: the packaged or local weights file is not read again
-    model = model_from_config(dataclasses.replace(cfg.train, weights=None), image_size)
+    model = model_from_config(dataclasses.replace(cfg.train, weights=None), int(image_size))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -30,7 +30,9 @@ from padhash.hashing.losses import METHODS, make_loss
 from padhash.io import load_tensors, save_tensors
 from padhash.models import BACKBONES, FINETUNE, PACKAGED, FeatureCache, HashModel, build_model
 from padhash.retrieval import to_codes
+from padhash.retrieval.index import MAX_BITS
 from padhash.rng import derive_seed
+from padhash.validate import available_device, check_model_fits, check_range
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -107,6 +109,8 @@ def check_config(cfg: TrainConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "epochs" else 1):
             raise PadhashError(f"{name} must be a {'non-negative' if name == 'epochs' else 'positive'} integer, "
                                f"got {value!r}")
+    check_range("bits", cfg.bits, 1, MAX_BITS)
+    check_range("batch_size", cfg.batch_size, 2)  # BatchNorm needs two items; batches of one are skipped
     if cfg.weights is not None and cfg.weights != PACKAGED and not Path(cfg.weights).is_file():
         raise PadhashError(f"{cfg.weights}: no such weights file (or `imagenet` for the packaged weights)")
     if cfg.finetune not in FINETUNE:
@@ -167,7 +171,7 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
     if snapshot_epochs and checkpoint_dir is None:
         raise PadhashError("snapshot_epochs needs a checkpoint_dir to keep the snapshots in")
     recipe = resolve_recipe(cfg)
-    device = torch.device(cfg.device)
+    device = available_device(cfg.device, "train.device")
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(derive_seed(cfg.seed, "init"))
@@ -180,6 +184,7 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
         if loss is None:
             loss = make_loss(cfg.method, num_classes, cfg.bits, seed=cfg.seed, num_train=len(train), **cfg.hparams)
         model, loss = model.to(device), loss.to(device)
+        check_model_fits(model, train, device)
         optimizer = make_optimizer(parameter_groups(model, recipe), recipe)
         data_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "data"))
         torch.manual_seed(derive_seed(cfg.seed, "dropout"))

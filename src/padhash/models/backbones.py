@@ -7,6 +7,7 @@ Each registers a builder returning a `Backbone` whose module maps normalized NCH
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Callable
 
@@ -139,7 +140,10 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         return load_tensors(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt / unsafe files
+    except pickle.UnpicklingError:  # torch's own message advises weights_only=False: never for an untrusted file
+        raise PadhashError(f"{path}: refused: it holds Python objects besides tensors, which padhash never "
+                           "unpickles; save the state dict as .safetensors from a trusted copy") from None
+    except Exception as exc:  # torch raises several types for corrupt files
         raise PadhashError(f"{path}: not a readable weights file ({str(exc).splitlines()[0]})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

@@ -22,7 +22,11 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+
+from padhash.retrieval.numba_cache import ensure_writable_cache
+
+ensure_writable_cache()  # before numba reads NUMBA_CACHE_DIR
+from numba import njit, prange, types  # noqa: E402
 from numba.extending import intrinsic
 
 # Database items per chunk: 8192 items x 1 word = 64 KiB, read by every query of a block while in L2.

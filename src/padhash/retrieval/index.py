@@ -26,6 +26,7 @@ from padhash.errors import PadhashError
 from padhash.retrieval.codes import check_codes, pack_checked_codes
 
 BACKENDS = ("auto", "numba", "faiss", "torch")
+MAX_BITS = 32768  # two bytes per item of the numba byte-plane layout
 
 # torch backend: distance elements per query block (int64 keys: 2^23 elements = 64 MiB; 512 MiB on a GPU).
 _TORCH_BLOCK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 26}
@@ -50,8 +51,8 @@ class HammingIndex:
         if self.db_codes.shape[0] == 0:
             raise PadhashError("database codes: the database is empty")
         self.bits = self.db_codes.shape[1]
-        if self.bits > 32768:
-            raise PadhashError(f"codes of {self.bits} bits are longer than the 32768 bits supported")
+        if self.bits > MAX_BITS:
+            raise PadhashError(f"codes of {self.bits} bits are longer than the {MAX_BITS} bits supported")
         self.backend = backend
         self.block_size = block_size
         self._prepared: dict = {}  # backend (and device) -> prepared database

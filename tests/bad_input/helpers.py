@@ -1,0 +1,39 @@
+"""Shared inputs for the bad-input table: a tiny .npz data set and how to run the CLI and check its one line."""
+import numpy as np
+
+from padhash.cli import main
+
+TRAIN = ["train", "--dataset", "npz", "--method", "dpn", "--bits", "16", "--epochs", "1", "--batch-size", "16",
+         "--no-progress"]
+
+
+def arrays(n, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.integers(0, 100, size=(n, size, size, 3))
+    x[np.arange(n), :, :, y] += 150
+    return x.astype(np.uint8), y
+
+
+def write_npz(path, n_train=48, n_test=12, size=16, **extra):
+    xt, yt = arrays(n_train, size)
+    xq, yq = arrays(n_test, size, seed=1)
+    np.savez(path, **{"x_train": xt, "y_train": yt, "x_test": xq, "y_test": yq, **extra})
+    return path
+
+
+def cli(argv, capsys):
+    """(exit code, stdout, stderr) of `padhash ARGV` in this process."""
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line(code, err, *needles):
+    """The contract of every bad input: exit code 2, one line on stderr, no traceback, the key path / file named."""
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("padhash"), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
