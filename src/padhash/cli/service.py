@@ -34,16 +34,23 @@ def register(commands) -> None:
     p.add_argument("--search-rate", type=float, default=d.search_rate, help="searches/s per client host")
     p.add_argument("--search-burst", type=int, default=d.search_burst, help="searches a client may burst")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: a search is one small forward pass, requests run in parallel "
+                        "threads, and more intra-op threads made one search 7x slower on a busy 2-core machine)")
     p.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import torch
     import uvicorn
 
     from padhash.service.app import Settings, create_app
 
     if args.max_upload_bytes < 1 or args.max_pixels < 1 or args.search_rate <= 0 or args.search_burst < 1:
         raise PadhashError("--max-upload-bytes, --max-pixels, --search-rate and --search-burst must be positive")
+    if args.threads < 1:
+        raise PadhashError(f"--threads must be ≥ 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     tokens = {name: getattr(args, f"{name}_token") or os.environ.get(env) or None for name, env in TOKEN_ENV.items()}
     settings = Settings(topk=args.topk, max_topk=args.max_topk, ingest_token=tokens["ingest"],
                         admin_token=tokens["admin"], search_token=tokens["search"],
