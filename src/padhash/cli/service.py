@@ -35,8 +35,8 @@ def register(commands) -> None:
     p.add_argument("--search-burst", type=int, default=d.search_burst, help="searches a client may burst")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: a search is one small forward pass, requests run in parallel "
-                        "threads, and more intra-op threads made one search 7x slower on a busy 2-core machine)")
+                   help="torch and numba threads (default 1: a search is one small forward pass and one query's "
+                        "Hamming search, requests run in parallel threads; more made searches slower on 2 cores)")
     p.set_defaults(func=_serve)
 
 
@@ -56,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
                         admin_token=tokens["admin"], search_token=tokens["search"],
                         max_upload_bytes=args.max_upload_bytes, max_pixels=args.max_pixels,
                         search_rate=args.search_rate, search_burst=args.search_burst, state_dir=args.state,
-                        device=args.device)
+                        device=args.device, threads=args.threads)
     app = create_app(args.run, settings)
     for name in ("ingest", "admin"):
         if tokens[name] is None:  # generated: shown once, here, and nowhere else
