@@ -74,6 +74,6 @@ def victim_run(tmp_path_factory) -> Path:
 def server(victim_run, tmp_path_factory):
     state = tmp_path_factory.mktemp("state") / "service"
     srv = Server(victim_run, state, "--max-upload-bytes", "200000", "--max-pixels", "1000000",
-                 "--search-rate", "20", "--search-burst", "30")
+                 "--search-rate", "5", "--search-burst", "10")
     yield srv
     srv.stop()

@@ -47,7 +47,7 @@ def test_refused_uploads(server):
 
 
 def test_burst_over_the_rate_limit_gets_429(server):
-    time.sleep(2)  # let this client's bucket refill (burst 30, 20/s)
+    time.sleep(2)  # let this client's bucket refill (burst 10, 5/s)
     data = _encoded("PNG")
     with httpx.Client(base_url=server.url) as http:
         codes = [http.post("/search", files={"file": ("q.png", data, "image/png")}).status_code for _ in range(80)]
