@@ -58,11 +58,10 @@ class RetrievalEngine:
         self.image_size = int(catalogue["image_size"])
         self.store = ItemStore(self.state / "store", self.image_size, len(self.tags))
         if seed_db is not None:
-            with self.store.lock:
-                if len(self.store) == 0:
-                    for lo in range(0, len(seed_db), 4096):
-                        idx = torch.arange(lo, min(lo + 4096, len(seed_db)))
-                        self.store.append(to_pixels(seed_db.images(idx)), seed_db.labels[idx].numpy())
+            with self.store.lock:  # continues where a killed first start stopped (whole chunks of 4096)
+                for lo in range(len(self.store), len(seed_db), 4096):
+                    idx = torch.arange(lo, min(lo + 4096, len(seed_db)))
+                    self.store.append(to_pixels(seed_db.images(idx)), seed_db.labels[idx].numpy())
             atomic_write_json(catalogue_path, catalogue)  # after the items: a half-done first start redoes it
         self.jobs: dict[str, dict] = {}
         self._job_lock = threading.Lock()
