@@ -13,7 +13,7 @@ import sys
 from padhash.errors import PadhashError
 
 # Modules that add commands; each defines `register(commands: Commands) -> None`.
-COMMAND_MODULES = ("retrieval", "poisoning", "adversarial", "backdoor")
+COMMAND_MODULES = ("retrieval", "poisoning", "adversarial", "backdoor", "service")
 
 
 class ArgumentParser(argparse.ArgumentParser):
