@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from padhash.cli.executor import add_executor_options, executor_from_args
+
 # Each command runs its attack beside the floor (`none`, the benign query) and the ceiling (`anchor`: the query's
 # code replaced by the anchor code, ε = ∞). `dhta` runs the whole DHTA comparison unless the config picks methods.
 QUERY_LADDERS = {
@@ -30,6 +32,8 @@ def register(commands) -> None:
         p.add_argument("--victim", default=None, help="reuse a trained run (`padhash train --out RUN`) as the victim")
         p.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        if name != "transfer":
+            add_executor_options(p)
         p.set_defaults(func=_transfer if name == "transfer" else _query, ladder=name)
 
 
@@ -48,6 +52,7 @@ def _query(args: argparse.Namespace) -> int:
     from padhash.experiments.adversarial_report import query_tables
 
     data, where = _load(args, QUERY_DEFAULTS)
+    executor = executor_from_args(args, data)
     if args.ladder != "dhta" or "methods" not in data:
         data["methods"] = QUERY_LADDERS[args.ladder]
     if args.ladder == "p2p":
@@ -55,7 +60,8 @@ def _query(args: argparse.Namespace) -> int:
     if args.device:
         data["device"] = args.device
     cfg = query_config_from_dict(data, where)
-    results = run_query_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress)
+    results = run_query_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress,
+                               executor=executor)
     print("\n".join(query_tables(results)[:2]))
     print(f"full report: {Path(args.out) / 'report.md'}")
     return 0

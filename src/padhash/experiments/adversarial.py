@@ -44,6 +44,7 @@ from padhash.attacks.adversarial import (
 from padhash.attacks.anchor import anchor_code
 from padhash.config import from_dict, to_dict
 from padhash.errors import PadhashError
+from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials
 from padhash.experiments.records import ResultsFile
 from padhash.io import save_tensors
 from padhash.rng import derive_seed, seed_everything
@@ -402,34 +403,72 @@ def choose_targets(query_labels: torch.Tensor, db_labels: torch.Tensor, count: i
 
 
 def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
-                     progress: bool = True) -> dict:
-    """The DHTA experiment family; writes RUN/results.json, RUN/report.md and figures; resumes finished trials."""
+                     progress: bool = True, executor: ExecutorConfig | None = None) -> dict:
+    """The DHTA experiment family; writes RUN/results.json, RUN/report.md and figures; resumes finished trials.
+    One trial per (sweep point, seed, method), run on `executor` (default: in this process)."""
     from padhash.experiments.adversarial_report import write_query_report
 
     out = Path(out_dir)
     if victim_run and cfg.open_set_classes:
         raise PadhashError("--victim: open-set targets need a victim trained without those classes; drop --victim")
     results, models = _open_run("query_attack", cfg, out, victim_run, progress)
+    trials = []
     for point, label in sweep_points(cfg):
         pcfg = _apply(cfg, point)
         for seed in pcfg.seeds:
-            _query_trials(pcfg, point, label, seed, models, results, out, progress)
+            keys = _trial_keys(pcfg.methods, label, f"seed={seed}")
+            if not all(results.has(k) for k in keys.values()):
+                _prepare_victim(pcfg, seed, models)
+            trials += [TrialSpec(key, QueryTrial(pcfg, point, label, seed, method, str(out), victim_run))
+                       for method, key in keys.items()]
+    run_trials(trials, query_trial, executor or ExecutorConfig(), results, progress=progress,
+               gpus_per_trial=1.0 if torch.device(cfg.device).type == "cuda" else 0.0)
     write_query_report(out)
     return ResultsFile.load(out)
 
 
-def _query_trials(cfg: QueryAttackConfig, point, label, seed, models: _Models, results: ResultsFile, out: Path,
-                  progress: bool) -> None:
-    keys = _trial_keys(cfg.methods, label, f"seed={seed}")
-    if all(results.has(k) for k in keys.values()):
-        return
+def _prepare_victim(cfg: QueryAttackConfig, seed: int, models: _Models) -> None:
+    """Trains the trials' shared victim in the parent (workers then load its checkpoint) and checks the classes."""
+    _, _, data_cfg = _seeded_victim(cfg, seed, models, cfg.open_set_classes)
+    num_classes = models.dataset(data_cfg).num_classes
+    for c in cfg.open_set_classes:
+        if not 0 <= c < num_classes:
+            raise PadhashError(f"open_set_classes: {c} is not a class of {data_cfg.name} (0..{num_classes - 1})")
+
+
+@dataclass
+class QueryTrial:
+    """Everything one query-attack trial depends on (besides the victim checkpoints in the run folder)."""
+    cfg: QueryAttackConfig             # with the sweep point applied
+    point: dict[str, Any]
+    label: str
+    seed: int
+    method: str
+    out: str
+    victim_run: str | Path | None
+
+
+_WORKER_MODELS: dict[tuple, _Models] = {}
+
+
+def _worker_models(out: str, device: str, victim_run) -> _Models:
+    """One model cache per process for the run it works for, so a worker loads each victim once."""
+    key = (out, device, str(victim_run))
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS.clear()
+        _WORKER_MODELS[key] = _Models(Path(out), device, False, victim_run)
+    return _WORKER_MODELS[key]
+
+
+def query_trial(t: QueryTrial, key: str) -> dict:
+    """One method on one seed's queries: a function of its config alone (queries, targets and noise are drawn
+    from the seed; the victim comes from its checkpoint), so any process or machine computes the same record."""
+    cfg, seed, method = t.cfg, t.seed, t.method
+    models = _worker_models(t.out, cfg.device, t.victim_run)
     vkey, victim, data_cfg = _seeded_victim(cfg, seed, models, cfg.open_set_classes)
     ds = models.dataset(data_cfg)
     db_codes = models.codes(vkey, victim, ds.database, "database")
     db_labels = ds.database.labels
-    for c in cfg.open_set_classes:
-        if not 0 <= c < ds.num_classes:
-            raise PadhashError(f"open_set_classes: {c} is not a class of {ds.name} (0..{ds.num_classes - 1})")
     picks = choose_targets(ds.query.labels, db_labels, cfg.queries, cfg.n_t, derive_seed(seed, "targets"),
                            cfg.open_set_classes)
     q_idx = [q for q, _, _ in picks]
@@ -437,38 +476,33 @@ def _query_trials(cfg: QueryAttackConfig, point, label, seed, models: _Models, r
     true_labels = ds.query.labels[q_idx]
     target_labels = torch.stack([t for _, t, _ in picks])
     anchors = {n: torch.stack([anchor_code(db_codes[members[:n]]) for _, _, members in picks]) for n in {1, cfg.n_t}}
-    clean_codes = encode_images(victim, clean, models.device)
     device = models.device
-    topk = cfg.eval.topk
+    topk, drop_empty = cfg.eval.topk, cfg.eval.drop_empty
     base = {"seed": seed, "queries": len(q_idx), "n_t": cfg.n_t, "bits": int(db_codes.shape[1]),
-            "epsilon": cfg.attack.epsilon, "iterations": cfg.attack.iterations, **_sweep_fields(point)}
+            "epsilon": cfg.attack.epsilon, "iterations": cfg.attack.iterations, **_sweep_fields(t.point)}
     # The clean victim's MAP on these queries (DHTA's "Original MAP") goes in every record, for Fig. 7 / Table 5.
-    original = retrieval_metrics(clean_codes, db_codes, true_labels, db_labels, topk,
-                                 drop_empty=cfg.eval.drop_empty, curves=False)["map_at_k"]
-    for method in cfg.methods:
-        key = keys[method]
-        if results.has(key):
-            continue
-        if method == "anchor":
-            adv, codes = None, anchors[cfg.n_t]
-        else:
-            adv = _attack_queries(method, victim, clean, anchors, cfg, derive_seed(seed, "noise"), progress)
-            codes = encode_images(victim, adv, device)
-        targeted = retrieval_metrics(codes, db_codes, target_labels, db_labels, topk, drop_empty=cfg.eval.drop_empty)
-        untargeted = retrieval_metrics(codes, db_codes, true_labels, db_labels, topk, drop_empty=cfg.eval.drop_empty)
-        hamming = ((codes.shape[1] - (codes.float() * anchors[cfg.n_t].float()).sum(1)) / 2).mean()
-        record = {"key": key, "method": method + (f"@{label}" if label else ""), **base,
-                  "t_map": targeted["map_at_k"], "map": untargeted["map_at_k"], "map_original": original,
-                  "precision_at_k": targeted["precision_at_10"], "hamming_to_anchor": float(hamming),
-                  "pr_target": targeted["pr_curve"], "pr_true": untargeted["pr_curve"],
-                  "precision_curve_target": targeted["precision_curve"],
-                  "precision_curve_true": untargeted["precision_curve"]}
-        if adv is not None:
-            record.update(image_metrics(clean, adv))
-        if method == "dhta" and cfg.eval.grid_queries > 0:
-            record["grid"] = _save_grid(out, key, ds, victim, db_codes, clean, adv, true_labels, target_labels,
-                                        cfg.eval.grid_queries, device)
-        results.add(record)
+    original = retrieval_metrics(encode_images(victim, clean, device), db_codes, true_labels, db_labels, topk,
+                                 drop_empty=drop_empty, curves=False)["map_at_k"]
+    if method == "anchor":
+        adv, codes = None, anchors[cfg.n_t]
+    else:
+        adv = _attack_queries(method, victim, clean, anchors, cfg, derive_seed(seed, "noise"), False)
+        codes = encode_images(victim, adv, device)
+    targeted = retrieval_metrics(codes, db_codes, target_labels, db_labels, topk, drop_empty=drop_empty)
+    untargeted = retrieval_metrics(codes, db_codes, true_labels, db_labels, topk, drop_empty=drop_empty)
+    hamming = ((codes.shape[1] - (codes.float() * anchors[cfg.n_t].float()).sum(1)) / 2).mean()
+    record = {"key": key, "method": method + (f"@{t.label}" if t.label else ""), **base,
+              "t_map": targeted["map_at_k"], "map": untargeted["map_at_k"], "map_original": original,
+              "precision_at_k": targeted["precision_at_10"], "hamming_to_anchor": float(hamming),
+              "pr_target": targeted["pr_curve"], "pr_true": untargeted["pr_curve"],
+              "precision_curve_target": targeted["precision_curve"],
+              "precision_curve_true": untargeted["precision_curve"]}
+    if adv is not None:
+        record.update(image_metrics(clean, adv))
+    if method == "dhta" and cfg.eval.grid_queries > 0:
+        record["grid"] = _save_grid(Path(t.out), key, ds, victim, db_codes, clean, adv, true_labels, target_labels,
+                                    cfg.eval.grid_queries, device)
+    return record
 
 
 def _attack_queries(method, victim, clean, anchors, cfg: QueryAttackConfig, noise_seed, progress) -> torch.Tensor:
