@@ -66,14 +66,14 @@ def test_whole_run_killed_resumes_to_the_same_bytes(reference, tmp_path):
     _copy_victims(reference, out)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, "-m", "padhash", "attack", "dhta", "--config", str(reference / "dhta.yaml"), "--out",
-           str(out), "--no-progress", "--executor", "processes", "--workers", "2", "--threads", "1"]
+           str(out), "--no-progress", "--executor", "local", "--threads", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if (out / "results.json").exists():
             break
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)  # the pool's workers see their pipe close and exit
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert _attack(reference, out, "local") == 0
     assert _bytes(out) == _bytes(reference / "local")
