@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from padhash.experiments.adversarial import query_config_from_dict, run_query_attack
+from padhash.experiments.adversarial import query_config_from_dict
+from padhash.experiments.adversarial_query import run_query_attack
 from padhash.experiments.executors import ExecutorConfig
 
 

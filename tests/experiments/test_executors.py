@@ -84,7 +84,8 @@ def test_a_failing_trial_is_one_line_after_the_others(reference, tmp_path):
     _copy_victims(reference, out)
     (reference / "bad.yaml").write_text(yaml.safe_dump({**CONFIG, "n_t": 10 ** 6}))
     with pytest.raises(PadhashError, match=r"6 of 6 trials failed \(first: seed=0\|none: no target label"):
-        from padhash.experiments.adversarial import query_config_from_dict, run_query_attack
+        from padhash.experiments.adversarial import query_config_from_dict
+        from padhash.experiments.adversarial_query import run_query_attack
         run_query_attack(query_config_from_dict(yaml.safe_load((reference / "bad.yaml").read_text())), out,
                          progress=False)
 

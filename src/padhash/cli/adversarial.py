@@ -48,7 +48,8 @@ def _load(args: argparse.Namespace, defaults: dict) -> tuple[dict, str]:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from padhash.experiments.adversarial import QUERY_DEFAULTS, query_config_from_dict, run_query_attack
+    from padhash.experiments.adversarial import QUERY_DEFAULTS, query_config_from_dict
+    from padhash.experiments.adversarial_query import run_query_attack
     from padhash.experiments.adversarial_report import query_tables
 
     data, where = _load(args, QUERY_DEFAULTS)
@@ -68,7 +69,8 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from padhash.experiments.adversarial import TRANSFER_DEFAULTS, run_transfer_attack, transfer_config_from_dict
+    from padhash.experiments.adversarial import TRANSFER_DEFAULTS, transfer_config_from_dict
+    from padhash.experiments.adversarial_transfer import run_transfer_attack
     from padhash.experiments.adversarial_report import transfer_tables
 
     data, where = _load(args, TRANSFER_DEFAULTS)
