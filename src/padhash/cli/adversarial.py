@@ -32,8 +32,7 @@ def register(commands) -> None:
         p.add_argument("--victim", default=None, help="reuse a trained run (`padhash train --out RUN`) as the victim")
         p.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-        if name != "transfer":
-            add_executor_options(p)
+        add_executor_options(p)
         p.set_defaults(func=_transfer if name == "transfer" else _query, ladder=name)
 
 
@@ -74,10 +73,12 @@ def _transfer(args: argparse.Namespace) -> int:
     from padhash.experiments.adversarial_report import transfer_tables
 
     data, where = _load(args, TRANSFER_DEFAULTS)
+    executor = executor_from_args(args, data)
     if args.device:
         data["device"] = args.device
     cfg = transfer_config_from_dict(data, where)
-    results = run_transfer_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress)
+    results = run_transfer_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress,
+                                  executor=executor)
     print("\n".join(transfer_tables(results)))
     print(f"full report: {Path(args.out) / 'report.md'}")
     return 0

@@ -296,6 +296,35 @@ def _open_run(experiment: str, cfg, out: Path, victim_run, progress: bool) -> tu
     return results, _Models(out, cfg.device, progress, victim_run)
 
 
+@dataclass
+class AttackTrial:
+    """Everything one trial depends on besides the model checkpoints in the run folder (picklable)."""
+    cfg: Any                           # the run's config with the sweep point applied
+    point: dict[str, Any]
+    label: str                         # the sweep point's label ('' without a sweep)
+    seed: int
+    method: str
+    out: str
+    victim_run: str | Path | None
+    selection: str | None = None       # transfer: the pair selection
+
+
+_WORKER_MODELS: dict[tuple, _Models] = {}
+
+
+def worker_models(out: str, device: str, victim_run) -> _Models:
+    """One model cache per process for the run it works for, so a worker loads each model once."""
+    key = (out, device, str(victim_run))
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS.clear()
+        _WORKER_MODELS[key] = _Models(Path(out), device, False, victim_run)
+    return _WORKER_MODELS[key]
+
+
+def gpus_per_trial(device: str) -> float:
+    return 1.0 if torch.device(device).type == "cuda" else 0.0
+
+
 def _trial_keys(methods: list[str], label: str, trial: str) -> dict[str, str]:
     """method → results key `<sweep point>|<trial>|<method>` (no sweep point without a sweep)."""
     prefix = f"{label}|" if label else ""

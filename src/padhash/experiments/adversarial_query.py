@@ -2,18 +2,17 @@
 one trial per (sweep point, seed, method), each a function of its config, run on any executor."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from padhash.attacks.adversarial import hag_attack, targeted_attack, uniform_noise
 from padhash.attacks.anchor import anchor_code
 from padhash.errors import PadhashError
-from padhash.experiments.adversarial import (QueryAttackConfig, _apply, _Models, _open_run, _seeded_victim,
-                                             _sweep_fields, _trial_keys, encode_images, image_metrics,
-                                             retrieval_metrics, sweep_points)
+from padhash.experiments.adversarial import (AttackTrial, QueryAttackConfig, _apply, _Models, _open_run,
+                                             _seeded_victim, _sweep_fields, _trial_keys, encode_images,
+                                             gpus_per_trial, image_metrics, retrieval_metrics, sweep_points,
+                                             worker_models)
 from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials
 from padhash.experiments.records import ResultsFile
 from padhash.io import save_tensors
@@ -67,10 +66,10 @@ def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run:
             keys = _trial_keys(pcfg.methods, label, f"seed={seed}")
             if not all(results.has(k) for k in keys.values()):
                 _prepare_victim(pcfg, seed, models)
-            trials += [TrialSpec(key, QueryTrial(pcfg, point, label, seed, method, str(out), victim_run))
+            trials += [TrialSpec(key, AttackTrial(pcfg, point, label, seed, method, str(out), victim_run))
                        for method, key in keys.items()]
     run_trials(trials, query_trial, executor or ExecutorConfig(), results, progress=progress,
-               gpus_per_trial=1.0 if torch.device(cfg.device).type == "cuda" else 0.0)
+               gpus_per_trial=gpus_per_trial(cfg.device))
     write_query_report(out)
     return ResultsFile.load(out)
 
@@ -84,35 +83,11 @@ def _prepare_victim(cfg: QueryAttackConfig, seed: int, models: _Models) -> None:
             raise PadhashError(f"open_set_classes: {c} is not a class of {data_cfg.name} (0..{num_classes - 1})")
 
 
-@dataclass
-class QueryTrial:
-    """Everything one query-attack trial depends on (besides the victim checkpoints in the run folder)."""
-    cfg: QueryAttackConfig             # with the sweep point applied
-    point: dict[str, Any]
-    label: str
-    seed: int
-    method: str
-    out: str
-    victim_run: str | Path | None
-
-
-_WORKER_MODELS: dict[tuple, _Models] = {}
-
-
-def _worker_models(out: str, device: str, victim_run) -> _Models:
-    """One model cache per process for the run it works for, so a worker loads each victim once."""
-    key = (out, device, str(victim_run))
-    if key not in _WORKER_MODELS:
-        _WORKER_MODELS.clear()
-        _WORKER_MODELS[key] = _Models(Path(out), device, False, victim_run)
-    return _WORKER_MODELS[key]
-
-
-def query_trial(t: QueryTrial, key: str) -> dict:
+def query_trial(t: AttackTrial, key: str) -> dict:
     """One method on one seed's queries: a function of its config alone (queries, targets and noise are drawn
     from the seed; the victim comes from its checkpoint), so any process or machine computes the same record."""
     cfg, seed, method = t.cfg, t.seed, t.method
-    models = _worker_models(t.out, cfg.device, t.victim_run)
+    models = worker_models(t.out, cfg.device, t.victim_run)
     vkey, victim, data_cfg = _seeded_victim(cfg, seed, models, cfg.open_set_classes)
     ds = models.dataset(data_cfg)
     db_codes = models.codes(vkey, victim, ds.database, "database")

@@ -8,38 +8,51 @@ import torch
 
 from padhash.attacks.adversarial import adversarial_region, transfer_attack, vulnerable_pairs
 from padhash.attacks.anchor import anchor_code
-from padhash.experiments.adversarial import (TransferConfig, _apply, _Models, _open_run, _seeded_victim,
-                                             _sweep_fields, _trial_keys, encode_images, image_metrics, sweep_points)
+from padhash.experiments.adversarial import (AttackTrial, TransferConfig, _apply, _Models, _open_run,
+                                             _seeded_victim, _sweep_fields, _trial_keys, encode_images,
+                                             gpus_per_trial, image_metrics, sweep_points, worker_models)
+from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials
 from padhash.experiments.records import ResultsFile
 from padhash.rng import derive_seed
 
 
 def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
-                        progress: bool = True) -> dict:
-    """The black-box transfer experiment; writes RUN/results.json, RUN/report.md; resumes finished trials."""
+                        progress: bool = True, executor: ExecutorConfig | None = None) -> dict:
+    """The black-box transfer experiment; writes RUN/results.json, RUN/report.md; resumes finished trials.
+    One trial per (sweep point, seed, pair selection, method), run on `executor` (default: in this process)."""
     from padhash.experiments.adversarial_report import write_transfer_report
 
     out = Path(out_dir)
     results, models = _open_run("transfer", cfg, out, victim_run, progress)
+    trials = []
     for point, label in sweep_points(cfg):
         pcfg = _apply(cfg, point)
         for seed in pcfg.seeds:
             for selection in pcfg.pair_selection:
-                _transfer_trials(pcfg, point, label, seed, selection, models, results, progress)
+                keys = _trial_keys(pcfg.methods, label, f"seed={seed}|pairs={selection}")
+                if not all(results.has(k) for k in keys.values()):
+                    _trained_models(pcfg, seed, models)  # once, here: the trials load their checkpoints
+                trials += [TrialSpec(key, AttackTrial(pcfg, point, label, seed, method, str(out), victim_run,
+                                                      selection)) for method, key in keys.items()]
+    run_trials(trials, transfer_trial, executor or ExecutorConfig(), results, progress=progress,
+               gpus_per_trial=gpus_per_trial(cfg.device))
     write_transfer_report(out)
     return ResultsFile.load(out)
 
 
-def _transfer_trials(cfg: TransferConfig, point, label, seed, selection, models: _Models, results: ResultsFile,
-                     progress: bool) -> None:
-    keys = _trial_keys(cfg.methods, label, f"seed={seed}|pairs={selection}")
-    if all(results.has(k) for k in keys.values()):
-        return
+def _trained_models(cfg: TransferConfig, seed: int, models: _Models):
+    """The victim (seeded) and the surrogates: (victim key, victim, data config, [(key, surrogate)])."""
     vkey, victim, data_cfg = _seeded_victim(cfg, seed, models)
+    surrogates = [models.trained("surrogate", data_cfg, dataclasses.replace(recipe)) for recipe in cfg.surrogates]
+    return vkey, victim, data_cfg, surrogates
+
+
+def transfer_trial(trial: AttackTrial, key: str) -> dict:
+    """One method on one seed's (query, target) pairs of one selection: a function of its config alone."""
+    cfg, seed, selection, method, point = trial.cfg, trial.seed, trial.selection, trial.method, trial.point
+    models = worker_models(trial.out, cfg.device, trial.victim_run)
+    vkey, victim, data_cfg, surrogates = _trained_models(cfg, seed, models)
     ds = models.dataset(data_cfg)
-    surrogates = []
-    for recipe in cfg.surrogates:
-        surrogates.append(models.trained("surrogate", data_cfg, dataclasses.replace(recipe)))
     # The attacker's view: the first surrogate's codes of the queries and of the (public) database.
     skey, lead = surrogates[0]
     s_db = models.codes(skey, lead, ds.database, "database")
@@ -68,28 +81,24 @@ def _transfer_trials(cfg: TransferConfig, point, label, seed, selection, models:
             "epsilon": cfg.attack.epsilon, "mean_pair_distance": _mean_pair_distance(s_q[q_idx], s_db, db_classes,
                                                                                      target_classes),
             **_sweep_fields(point)}
-    for method in cfg.methods:
-        key = keys[method]
-        if results.has(key):
-            continue
-        gen = torch.Generator().manual_seed(derive_seed(seed, "craft", selection, method))
-        if method == "none":
-            adv = clean
-        elif method == "white_box":
-            adv = transfer_attack([victim], clean, v_targets, dataclasses.replace(cfg.attack, noise_weight=0.0),
-                                  gen, batch_size=cfg.batch_size, progress=progress)
-        else:
-            attack = {"pgd": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=0.0),
-                      "di": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=cfg.diversity_prob),
-                      "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method]
-            models_only = [m for _, m in surrogates]
-            # Each surrogate pulls toward its own target code; with one surrogate this is the plain loss.
-            adv = _craft_on_surrogates(models_only, clean, s_targets, attack, gen, cfg.batch_size, progress)
-        record = {"key": key, "method": f"{method}@pairs={selection}" + (f",{label}" if label else ""), **base}
-        record.update(_transfer_scores(victim, v_db, lead, s_db, adv, s_targets[0], target_labels, ds, cfg, radius,
-                                       derive_seed(seed, "region", selection, method), models.device))
-        record.update(image_metrics(clean, adv))
-        results.add(record)
+    gen = torch.Generator().manual_seed(derive_seed(seed, "craft", selection, method))
+    if method == "none":
+        adv = clean
+    elif method == "white_box":
+        adv = transfer_attack([victim], clean, v_targets, dataclasses.replace(cfg.attack, noise_weight=0.0),
+                              gen, batch_size=cfg.batch_size, progress=False)
+    else:
+        attack = {"pgd": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=0.0),
+                  "di": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=cfg.diversity_prob),
+                  "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method]
+        models_only = [m for _, m in surrogates]
+        # Each surrogate pulls toward its own target code; with one surrogate this is the plain loss.
+        adv = _craft_on_surrogates(models_only, clean, s_targets, attack, gen, cfg.batch_size, False)
+    record = {"key": key, "method": f"{method}@pairs={selection}" + (f",{trial.label}" if trial.label else ""), **base}
+    record.update(_transfer_scores(victim, v_db, lead, s_db, adv, s_targets[0], target_labels, ds, cfg, radius,
+                                   derive_seed(seed, "region", selection, method), models.device))
+    record.update(image_metrics(clean, adv))
+    return record
 
 
 def _craft_on_surrogates(models, clean, targets, attack, gen, batch_size, progress) -> torch.Tensor:
