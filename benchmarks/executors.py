@@ -1,7 +1,7 @@
 """Wall time of one small DHTA sweep (8 trials on digits) on each executor, measured in the same run.
 
 The victims are trained once before timing and copied into every run folder, so each executor only runs trials.
-Speed-up = local wall time / executor wall time. Per-trial overhead = (wall time × trials at once − the trials'
+Speed-up = the first executor's (local's) wall time / this one's; rows print as they finish. Per-trial overhead = (wall time × trials at once − the trials'
 own compute time, read from their logs) / trials: worker start-up, Ray start-up, transfers and idle slots, spread
 over the sweep's trials. On a shared machine the numbers are noisy; run it on a quiet one.
 
@@ -40,7 +40,10 @@ def main() -> None:
         # The same victims (their cache key is data + recipe), trained here by a cheap run of the `none` floor.
         run_query_attack(query_config_from_dict({**sweep, "methods": ["none"]}), root / "victims-only",
                          progress=False)
-        rows, reference = [], None
+        print(f"8 DHTA trials, digits 16 px, {args.queries} queries × {args.iterations} iterations, 1 thread/trial")
+        print(f"{'executor':<10} {'workers':>7} {'wall s':>7} {'trials s':>8} {'speed-up':>8} "
+              f"{'overhead s/trial':>16} same bytes", flush=True)
+        local, reference = None, None
         for kind in args.executors.split(","):
             out = root / kind
             shutil.copytree(root / "victims-only" / "victims", out / "victims")
@@ -53,14 +56,9 @@ def main() -> None:
             slots = 1 if kind == "local" else args.workers
             results = (out / "results.json").read_bytes()
             reference = reference or results
-            rows.append((kind, slots, wall, compute, results == reference))
-        local = rows[0][2]
-        print(f"8 DHTA trials, digits 16 px, {args.queries} queries × {args.iterations} iterations, 1 thread/trial")
-        print(f"{'executor':<10} {'workers':>7} {'wall s':>7} {'trials s':>8} {'speed-up':>8} "
-              f"{'overhead s/trial':>16} same bytes")
-        for kind, slots, wall, compute, same in rows:
+            local = local or wall  # the first executor listed is the baseline (local by default)
             print(f"{kind:<10} {slots:>7} {wall:>7.1f} {compute:>8.1f} {local / wall:>7.2f}× "
-                  f"{(wall * slots - compute) / 8:>16.2f} {same}")
+                  f"{(wall * slots - compute) / 8:>16.2f} {results == reference}", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

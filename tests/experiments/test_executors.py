@@ -97,3 +97,16 @@ def test_executor_config_merges_section_and_flags():
         executor_config({"kind": "slurm"})
     with pytest.raises(PadhashError, match="ray_address: only with kind ray"):
         executor_config(ray_address="auto")
+
+
+def test_ray_that_does_not_start_is_a_one_line_error(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    from padhash.experiments.executors import TrialSpec, run_trials
+    from padhash.experiments.records import ResultsFile
+
+    def timed_out(**kwargs):
+        raise Exception("The current node timed out during startup.\nmore")
+    monkeypatch.setattr(ray, "init", timed_out)
+    with pytest.raises(PadhashError, match=r"^Ray did not start \(a local instance\): The current node timed out"):
+        run_trials([TrialSpec("a", None)], dict, ExecutorConfig(kind="ray"), ResultsFile(tmp_path, {}),
+                   progress=False)

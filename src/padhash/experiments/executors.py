@@ -267,7 +267,12 @@ def _ray(pending, fn, executor: ExecutorConfig, log_dir, gpus) -> Events:
         raise PadhashError("--executor ray needs Ray: pip install 'padhash[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        _ray_init(ray, executor)
+        try:
+            _ray_init(ray, executor)
+        except Exception as exc:  # noqa: BLE001 - Ray raises plain Exceptions (e.g. a start-up time-out)
+            ray.shutdown()
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise PadhashError(f"Ray did not start ({executor.ray_address or 'a local instance'}): {first}") from None
     try:
         resources = ray.cluster_resources()
         threads = executor.threads or (1 if executor.ray_address else _threads(executor, executor.workers
