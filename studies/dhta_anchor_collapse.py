@@ -11,8 +11,8 @@ import torch
 
 from padhash.attacks.anchor import anchor_code
 from padhash.config import load_yaml
-from padhash.experiments.adversarial import (_Models, _apply, choose_targets, query_config_from_dict,
-                                             sweep_points)
+from padhash.experiments.adversarial import _Models, _apply, query_config_from_dict, sweep_points
+from padhash.experiments.adversarial_query import choose_targets
 from padhash.rng import derive_seed
 
 config, run = sys.argv[1], Path(sys.argv[2])

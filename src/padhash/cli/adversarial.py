@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from padhash.cli.executor import add_executor_options, executor_from_args
+
 # Each command runs its attack beside the floor (`none`, the benign query) and the ceiling (`anchor`: the query's
 # code replaced by the anchor code, ε = ∞). `dhta` runs the whole DHTA comparison unless the config picks methods.
 QUERY_LADDERS = {
@@ -30,6 +32,7 @@ def register(commands) -> None:
         p.add_argument("--victim", default=None, help="reuse a trained run (`padhash train --out RUN`) as the victim")
         p.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        add_executor_options(p)
         p.set_defaults(func=_transfer if name == "transfer" else _query, ladder=name)
 
 
@@ -44,10 +47,12 @@ def _load(args: argparse.Namespace, defaults: dict) -> tuple[dict, str]:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from padhash.experiments.adversarial import QUERY_DEFAULTS, query_config_from_dict, run_query_attack
+    from padhash.experiments.adversarial import QUERY_DEFAULTS, query_config_from_dict
+    from padhash.experiments.adversarial_query import run_query_attack
     from padhash.experiments.adversarial_report import query_tables
 
     data, where = _load(args, QUERY_DEFAULTS)
+    executor = executor_from_args(args, data)
     if args.ladder != "dhta" or "methods" not in data:
         data["methods"] = QUERY_LADDERS[args.ladder]
     if args.ladder == "p2p":
@@ -55,21 +60,25 @@ def _query(args: argparse.Namespace) -> int:
     if args.device:
         data["device"] = args.device
     cfg = query_config_from_dict(data, where)
-    results = run_query_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress)
+    results = run_query_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress,
+                               executor=executor)
     print("\n".join(query_tables(results)[:2]))
     print(f"full report: {Path(args.out) / 'report.md'}")
     return 0
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from padhash.experiments.adversarial import TRANSFER_DEFAULTS, run_transfer_attack, transfer_config_from_dict
+    from padhash.experiments.adversarial import TRANSFER_DEFAULTS, transfer_config_from_dict
+    from padhash.experiments.adversarial_transfer import run_transfer_attack
     from padhash.experiments.adversarial_report import transfer_tables
 
     data, where = _load(args, TRANSFER_DEFAULTS)
+    executor = executor_from_args(args, data)
     if args.device:
         data["device"] = args.device
     cfg = transfer_config_from_dict(data, where)
-    results = run_transfer_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress)
+    results = run_transfer_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress,
+                                  executor=executor)
     print("\n".join(transfer_tables(results)))
     print(f"full report: {Path(args.out) / 'report.md'}")
     return 0

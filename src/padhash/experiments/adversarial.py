@@ -16,7 +16,8 @@ target-class database items (n_t = 1: one database item's code, as the reference
 `transfer` (noise-robust) and `white_box` (PGD on the victim itself: the ceiling that breaks the black-box threat
 model). Success on the victim follows DESIGN.md's ASR: ≥ `threshold` of the top-`success_topk` carry the target label.
 
-Trials are keyed `<sweep point>|seed=<s>|<method>`; the method recorded is `<method>@<sweep point>` under a sweep.
+The runners are in `adversarial_query` (run_query_attack) and `adversarial_transfer` (run_transfer_attack); this
+module holds their configs and shared pieces. Trials are keyed `<sweep point>|seed=<s>|<method>`; the method recorded is `<method>@<sweep point>` under a sweep.
 """
 from __future__ import annotations
 
@@ -31,24 +32,14 @@ from typing import Any
 
 import torch
 
-from padhash.attacks.adversarial import (
-    TargetedAttackConfig,
-    TransferAttackConfig,
-    adversarial_region,
-    hag_attack,
-    targeted_attack,
-    transfer_attack,
-    uniform_noise,
-    vulnerable_pairs,
-)
-from padhash.attacks.anchor import anchor_code
+from padhash.attacks.adversarial import TargetedAttackConfig, TransferAttackConfig
 from padhash.config import convert_field, from_dict, to_dict
+from padhash.data import DataConfig
 from padhash.errors import PadhashError
-from padhash.runs import owns_run_folder
 from padhash.validate import available_device, check_device, check_range, check_recipe
 from padhash.experiments.records import ResultsFile
-from padhash.io import save_tensors
-from padhash.rng import derive_seed, seed_everything
+from padhash.hashing import TrainConfig, encode
+from padhash.rng import seed_everything
 
 QUERY_METHODS = ("none", "noise", "p2p", "dhta", "hag", "anchor")
 TRANSFER_METHODS = ("none", "pgd", "di", "transfer", "white_box")
@@ -62,17 +53,6 @@ TRANSFER_DEFAULTS: dict[str, Any] = {"victim": {"epochs": 10}, "pairs": 32,
                                      "surrogates": [{"method": "dpsh", "epochs": 10, "seed": 1}]}
 
 
-def _data_config():
-    from padhash.data import DataConfig
-
-    return DataConfig()
-
-
-def _train_config():
-    from padhash.hashing import TrainConfig
-
-    return TrainConfig()
-
 
 @dataclass
 class QueryEvalConfig:
@@ -83,8 +63,8 @@ class QueryEvalConfig:
 
 @dataclass
 class QueryAttackConfig:
-    data: Any = field(default_factory=_data_config)        # padhash.data.DataConfig
-    victim: Any = field(default_factory=_train_config)     # padhash.hashing.TrainConfig (white-box victim's recipe)
+    data: Any = field(default_factory=DataConfig)        # padhash.data.DataConfig
+    victim: Any = field(default_factory=TrainConfig)     # padhash.hashing.TrainConfig (white-box victim's recipe)
     attack: TargetedAttackConfig = field(default_factory=TargetedAttackConfig)
     n_t: int = 9                       # target-label objects voting the anchor (DHTA: 9; P2P = 1)
     open_set_classes: list[int] = field(default_factory=list)  # held out of the victim's training; the only targets
@@ -110,8 +90,8 @@ class TransferEvalConfig:
 
 @dataclass
 class TransferConfig:
-    data: Any = field(default_factory=_data_config)
-    victim: Any = field(default_factory=_train_config)     # the black-box victim
+    data: Any = field(default_factory=DataConfig)
+    victim: Any = field(default_factory=TrainConfig)     # the black-box victim
     surrogates: list[Any] = field(default_factory=list)    # TrainConfigs of the attacker's white-box models
     attack: TransferAttackConfig = field(default_factory=TransferAttackConfig)
     diversity_prob: float = 0.5        # DI baseline's input-diversity probability (Xie et al.)
@@ -322,6 +302,35 @@ def _open_run(experiment: str, cfg, out: Path, victim_run, progress: bool) -> tu
     return results, _Models(out, cfg.device, progress, victim_run)
 
 
+@dataclass
+class AttackTrial:
+    """Everything one trial depends on besides the model checkpoints in the run folder (picklable)."""
+    cfg: Any                           # the run's config with the sweep point applied
+    point: dict[str, Any]
+    label: str                         # the sweep point's label ('' without a sweep)
+    seed: int
+    method: str
+    out: str
+    victim_run: str | Path | None
+    selection: str | None = None       # transfer: the pair selection
+
+
+_WORKER_MODELS: dict[tuple, _Models] = {}
+
+
+def worker_models(out: str, device: str, victim_run) -> _Models:
+    """One model cache per process for the run it works for, so a worker loads each model once."""
+    key = (out, device, str(victim_run))
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS.clear()
+        _WORKER_MODELS[key] = _Models(Path(out), device, False, victim_run)
+    return _WORKER_MODELS[key]
+
+
+def gpus_per_trial(device: str) -> float:
+    return 1.0 if torch.device(device).type == "cuda" else 0.0
+
+
 def _trial_keys(methods: list[str], label: str, trial: str) -> dict[str, str]:
     """method → results key `<sweep point>|<trial>|<method>` (no sweep point without a sweep)."""
     prefix = f"{label}|" if label else ""
@@ -348,12 +357,8 @@ def _frozen(model, device):
 
 
 def encode_images(model, images: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
-    """±1 int8 codes of an image tensor (sign(0) = +1)."""
-    from padhash.retrieval import to_codes
-
-    with torch.no_grad():
-        return torch.cat([to_codes(model(images[s:s + batch_size].to(device))).cpu()
-                          for s in range(0, len(images), batch_size)])
+    """±1 int8 codes of an image tensor: `hashing.encode` (which uses a frozen model's feature cache)."""
+    return encode(model, images, batch_size=batch_size, device=device)
 
 
 def retrieval_metrics(query_codes, db_codes, eval_labels, db_labels, topk: int | None, *, drop_empty=False,
@@ -386,265 +391,5 @@ def image_metrics(clean: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
             "linf": float((adv - clean).abs().max())}
 
 
-# ---------------------------------------------------------------------------------------------- query attacks
-def choose_targets(query_labels: torch.Tensor, db_labels: torch.Tensor, count: int, n_t: int, seed: int,
-                   open_set_classes: list[int] = ()) -> list[tuple[int, torch.Tensor, list[int]]]:
-    """[(query index, target label vector, n_max database indices)]: `count` random queries (none of an open-set
-    class), each with a uniformly random database label vector ≠ its own that occurs more than n_t times (only
-    open-set labels when given), and a random permutation of that label's database items (the first n_t vote the
-    anchor). Drawn from `seed` alone, so every n_t and method sees the same queries and targets."""
-    gen = torch.Generator().manual_seed(seed)
-    uniq, inverse, counts = torch.unique(db_labels, dim=0, return_inverse=True, return_counts=True)
-    members = {i: torch.nonzero(inverse == i).flatten() for i in range(len(uniq))}
-    eligible = [i for i in range(len(uniq)) if counts[i] > n_t]
-    if open_set_classes:
-        eligible = [i for i in eligible if uniq[i][list(open_set_classes)].sum() > 0]
-        allowed_queries = torch.nonzero(query_labels[:, list(open_set_classes)].sum(dim=1) == 0).flatten()
-    else:
-        allowed_queries = torch.arange(len(query_labels))
-    if not eligible:
-        raise PadhashError(f"no target label has more than n_t = {n_t} database items"
-                           + (f" among open-set classes {list(open_set_classes)}" if open_set_classes else ""))
-    picked = allowed_queries[torch.randperm(len(allowed_queries), generator=gen)[:count]]
-    out = []
-    for q in picked.tolist():
-        options = [i for i in eligible if not torch.equal(uniq[i], query_labels[q])]
-        if not options:
-            continue
-        t = options[int(torch.randint(len(options), (), generator=gen))]
-        order = members[t][torch.randperm(len(members[t]), generator=gen)]
-        out.append((q, uniq[t].clone(), order.tolist()))
-    return out
-
-
-@owns_run_folder()
-def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
-                     progress: bool = True) -> dict:
-    """The DHTA experiment family; writes RUN/results.json, RUN/report.md and figures; resumes finished trials."""
-    from padhash.experiments.adversarial_report import write_query_report
-
-    out = Path(out_dir)
-    if victim_run and cfg.open_set_classes:
-        raise PadhashError("--victim: open-set targets need a victim trained without those classes; drop --victim")
-    results, models = _open_run("query_attack", cfg, out, victim_run, progress)
-    for point, label in sweep_points(cfg):
-        pcfg = _apply(cfg, point)
-        for seed in pcfg.seeds:
-            _query_trials(pcfg, point, label, seed, models, results, out, progress)
-    write_query_report(out)
-    return ResultsFile.load(out)
-
-
-def _query_trials(cfg: QueryAttackConfig, point, label, seed, models: _Models, results: ResultsFile, out: Path,
-                  progress: bool) -> None:
-    keys = _trial_keys(cfg.methods, label, f"seed={seed}")
-    if all(results.has(k) for k in keys.values()):
-        return
-    for c in cfg.open_set_classes:  # before the victim trains without them
-        ds = models.dataset(cfg.data)
-        if not 0 <= c < ds.num_classes:
-            raise PadhashError(f"open_set_classes: {c} is not a class of {ds.name} (0..{ds.num_classes - 1})")
-    vkey, victim, data_cfg = _seeded_victim(cfg, seed, models, cfg.open_set_classes)
-    ds = models.dataset(data_cfg)
-    db_codes = models.codes(vkey, victim, ds.database, "database")
-    db_labels = ds.database.labels
-    picks = choose_targets(ds.query.labels, db_labels, cfg.queries, cfg.n_t, derive_seed(seed, "targets"),
-                           cfg.open_set_classes)
-    q_idx = [q for q, _, _ in picks]
-    clean = ds.query.images(torch.tensor(q_idx))
-    true_labels = ds.query.labels[q_idx]
-    target_labels = torch.stack([t for _, t, _ in picks])
-    anchors = {n: torch.stack([anchor_code(db_codes[members[:n]]) for _, _, members in picks]) for n in {1, cfg.n_t}}
-    clean_codes = encode_images(victim, clean, models.device)
-    device = models.device
-    topk = cfg.eval.topk
-    base = {"seed": seed, "queries": len(q_idx), "n_t": cfg.n_t, "bits": int(db_codes.shape[1]),
-            "epsilon": cfg.attack.epsilon, "iterations": cfg.attack.iterations, **_sweep_fields(point)}
-    # The clean victim's MAP on these queries (DHTA's "Original MAP") goes in every record, for Fig. 7 / Table 5.
-    original = retrieval_metrics(clean_codes, db_codes, true_labels, db_labels, topk,
-                                 drop_empty=cfg.eval.drop_empty, curves=False)["map_at_k"]
-    for method in cfg.methods:
-        key = keys[method]
-        if results.has(key):
-            continue
-        if method == "anchor":
-            adv, codes = None, anchors[cfg.n_t]
-        else:
-            adv = _attack_queries(method, victim, clean, anchors, cfg, derive_seed(seed, "noise"), progress)
-            codes = encode_images(victim, adv, device)
-        targeted = retrieval_metrics(codes, db_codes, target_labels, db_labels, topk, drop_empty=cfg.eval.drop_empty)
-        untargeted = retrieval_metrics(codes, db_codes, true_labels, db_labels, topk, drop_empty=cfg.eval.drop_empty)
-        hamming = ((codes.shape[1] - (codes.float() * anchors[cfg.n_t].float()).sum(1)) / 2).mean()
-        record = {"key": key, "method": method + (f"@{label}" if label else ""), **base,
-                  "t_map": targeted["map_at_k"], "map": untargeted["map_at_k"], "map_original": original,
-                  "precision_at_k": targeted["precision_at_10"], "hamming_to_anchor": float(hamming),
-                  "pr_target": targeted["pr_curve"], "pr_true": untargeted["pr_curve"],
-                  "precision_curve_target": targeted["precision_curve"],
-                  "precision_curve_true": untargeted["precision_curve"]}
-        if adv is not None:
-            record.update(image_metrics(clean, adv))
-        if method == "dhta" and cfg.eval.grid_queries > 0:
-            record["grid"] = _save_grid(out, key, ds, victim, db_codes, clean, adv, true_labels, target_labels,
-                                        cfg.eval.grid_queries, device)
-        results.add(record)
-
-
-def _attack_queries(method, victim, clean, anchors, cfg: QueryAttackConfig, noise_seed, progress) -> torch.Tensor:
-    if method == "none":
-        return clean
-    if method == "noise":
-        return uniform_noise(clean, cfg.attack.epsilon, torch.Generator().manual_seed(noise_seed))
-    if method == "hag":
-        return hag_attack(victim, clean, cfg.attack, batch_size=cfg.batch_size, progress=progress)
-    target = anchors[1] if method == "p2p" else anchors[cfg.n_t]
-    return targeted_attack(victim, clean, target, cfg.attack, batch_size=cfg.batch_size, progress=progress)
-
-
 def _sweep_fields(point: dict[str, Any]) -> dict[str, Any]:
     return {"sweep": {a: v for a, v in point.items()}} if point else {}
-
-
-def _save_grid(out: Path, key: str, ds, model, db_codes, clean, adv, true_labels, target_labels, n, device) -> str:
-    """DHTA Fig. 4: per query, the benign query and its top-10 (✓ = its own label), then the adversarial query and
-    its top-10 (✓ = the target label). Saves the PNG and the tensors it was drawn from."""
-    from padhash.experiments.report import save_image_grid
-    from padhash.retrieval import hamming_topk
-
-    n = min(n, len(clean))
-    rows, marks, titles = [], [], []
-    db_labels = ds.database.labels
-    for images, labels, name in ((clean[:n], true_labels[:n], "benign"), (adv[:n], target_labels[:n], "adversarial")):
-        _, top = hamming_topk(encode_images(model, images, device), db_codes, 10)
-        for i in range(n):
-            hits = (db_labels[top[i]] * labels[i]).sum(dim=1) > 0
-            rows.append([images[i], *ds.database.images(top[i])])
-            marks.append([None, *hits.tolist()])
-            titles.append(f"q{i} {name}")
-    order = [j for i in range(n) for j in (i, n + i)]  # benign and adversarial rows of a query side by side
-    rows, marks, titles = [rows[j] for j in order], [marks[j] for j in order], [titles[j] for j in order]
-    name = "grid_" + "".join(c if c.isalnum() else "_" for c in key) + ".png"
-    path = out / "figures" / name
-    save_image_grid(rows, path, row_titles=titles, col_titles=["query", *[f"top-{j + 1}" for j in range(10)]],
-                    marks=marks, title="DHTA: benign vs adversarial query (✓ = query label / target label)")
-    save_tensors(out / "figures" / name.replace(".png", ".safetensors"),
-                 {"benign": clean[:n].contiguous(), "adversarial": adv[:n].contiguous()})
-    return str(path.relative_to(out))
-
-
-# ------------------------------------------------------------------------------------------------ transfer attack
-@owns_run_folder()
-def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
-                        progress: bool = True) -> dict:
-    """The black-box transfer experiment; writes RUN/results.json, RUN/report.md; resumes finished trials."""
-    from padhash.experiments.adversarial_report import write_transfer_report
-
-    out = Path(out_dir)
-    results, models = _open_run("transfer", cfg, out, victim_run, progress)
-    for point, label in sweep_points(cfg):
-        pcfg = _apply(cfg, point)
-        for seed in pcfg.seeds:
-            for selection in pcfg.pair_selection:
-                _transfer_trials(pcfg, point, label, seed, selection, models, results, progress)
-    write_transfer_report(out)
-    return ResultsFile.load(out)
-
-
-def _transfer_trials(cfg: TransferConfig, point, label, seed, selection, models: _Models, results: ResultsFile,
-                     progress: bool) -> None:
-    keys = _trial_keys(cfg.methods, label, f"seed={seed}|pairs={selection}")
-    if all(results.has(k) for k in keys.values()):
-        return
-    vkey, victim, data_cfg = _seeded_victim(cfg, seed, models)
-    ds = models.dataset(data_cfg)
-    surrogates = []
-    for recipe in cfg.surrogates:
-        surrogates.append(models.trained("surrogate", data_cfg, dataclasses.replace(recipe)))
-    # The attacker's view: the first surrogate's codes of the queries and of the (public) database.
-    skey, lead = surrogates[0]
-    s_db = models.codes(skey, lead, ds.database, "database")
-    s_q = models.codes(skey, lead, ds.query, "query")
-    db_classes = ds.database.labels.argmax(dim=1)
-    q_classes = ds.query.labels.argmax(dim=1)
-    pair_gen = torch.Generator().manual_seed(derive_seed(seed, "pairs", selection))
-    pairs = vulnerable_pairs(s_q, q_classes, s_db, db_classes, cfg.pairs, num_classes=ds.num_classes,
-                             mode=selection, generator=pair_gen)
-    q_idx = torch.tensor([q for q, _ in pairs])
-    target_classes = [t for _, t in pairs]
-    clean = ds.query.images(q_idx)
-    target_labels = torch.nn.functional.one_hot(torch.tensor(target_classes), ds.num_classes).float()
-    # Target code on each surrogate (and on the victim for the white-box ceiling): anchor of n_t target-class items.
-    member_gen = torch.Generator().manual_seed(derive_seed(seed, "members", selection))
-    members = []
-    for t in target_classes:
-        pool = torch.nonzero(db_classes == t).flatten()
-        members.append(pool[torch.randperm(len(pool), generator=member_gen)[:cfg.n_t]])
-    s_targets = [torch.stack([anchor_code(models.codes(k, m, ds.database, "database")[mem]) for mem in members])
-                 for k, m in surrogates]
-    v_db = models.codes(vkey, victim, ds.database, "database")
-    v_targets = torch.stack([anchor_code(v_db[mem]) for mem in members])
-    radius = int(round(cfg.eval.region_radius * s_db.shape[1]))
-    base = {"seed": seed, "pairs": selection, "queries": len(pairs), "victim_bits": int(v_db.shape[1]),
-            "epsilon": cfg.attack.epsilon, "mean_pair_distance": _mean_pair_distance(s_q[q_idx], s_db, db_classes,
-                                                                                     target_classes),
-            **_sweep_fields(point)}
-    for method in cfg.methods:
-        key = keys[method]
-        if results.has(key):
-            continue
-        gen = torch.Generator().manual_seed(derive_seed(seed, "craft", selection, method))
-        if method == "none":
-            adv = clean
-        elif method == "white_box":
-            adv = transfer_attack([victim], clean, v_targets, dataclasses.replace(cfg.attack, noise_weight=0.0),
-                                  gen, batch_size=cfg.batch_size, progress=progress)
-        else:
-            attack = {"pgd": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=0.0),
-                      "di": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=cfg.diversity_prob),
-                      "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method]
-            models_only = [m for _, m in surrogates]
-            # Each surrogate pulls toward its own target code; with one surrogate this is the plain loss.
-            adv = _craft_on_surrogates(models_only, clean, s_targets, attack, gen, cfg.batch_size, progress)
-        record = {"key": key, "method": f"{method}@pairs={selection}" + (f",{label}" if label else ""), **base}
-        record.update(_transfer_scores(victim, v_db, lead, s_db, adv, s_targets[0], target_labels, ds, cfg, radius,
-                                       derive_seed(seed, "region", selection, method), models.device))
-        record.update(image_metrics(clean, adv))
-        results.add(record)
-
-
-def _craft_on_surrogates(models, clean, targets, attack, gen, batch_size, progress) -> torch.Tensor:
-    if len(models) == 1:
-        return transfer_attack(models, clean, targets[0], attack, gen, batch_size=batch_size, progress=progress)
-    from padhash.models import HashEnsemble
-
-    # Several surrogates: attack their ensemble (mean of u) toward the vote of their target codes.
-    vote = torch.stack([anchor_code(torch.stack([t[i] for t in targets])) for i in range(len(clean))])
-    return transfer_attack([HashEnsemble(models)], clean, vote, attack, gen, batch_size=batch_size, progress=progress)
-
-
-def _mean_pair_distance(q_codes, db_codes, db_classes, target_classes) -> float:
-    bits = q_codes.shape[1]
-    dists = [((bits - db_codes[db_classes == t].float() @ q.float()) / 2).mean() for q, t in zip(q_codes, target_classes)]
-    return float(torch.stack(dists).mean())
-
-
-def _transfer_scores(victim, v_db, surrogate, s_db, adv, s_target, target_labels, ds, cfg: TransferConfig, radius,
-                     region_seed, device) -> dict[str, float]:
-    from padhash.metrics import asr_at_k, mean_average_precision
-    from padhash.retrieval import hamming_topk
-
-    db_labels = ds.database.labels
-    e = cfg.eval
-    scores = {}
-    for side, model, db in (("victim", victim, v_db), ("surrogate", surrogate, s_db)):
-        codes = encode_images(model, adv, device)
-        k = len(db) if e.topk is None else min(e.topk, len(db))
-        _, ranked = hamming_topk(codes, db, max(k, e.success_topk))
-        rate, _ = asr_at_k(ranked[:, :e.success_topk], db_labels, target_labels, threshold=e.threshold)
-        scores[side] = (float(rate), mean_average_precision(ranked[:, :k], target_labels, db_labels))
-    out = {"transfer_rate": scores["victim"][0], "t_map": scores["victim"][1],
-           "surrogate_success": scores["surrogate"][0], "surrogate_t_map": scores["surrogate"][1]}
-    region = adversarial_region(surrogate, adv, s_target, list(e.region_levels),
-                                torch.Generator().manual_seed(region_seed), radius=radius,
-                                samples=e.region_samples, distribution=e.region_noise)
-    out["region"] = float(region.mean())
-    return out

@@ -74,6 +74,15 @@ class ResultsFile:
         self.trials = [t for t in self.trials if t.get("key") != record["key"]] + [record]
         self.write()
 
+    def sort(self, keys: list[str]) -> None:
+        """Put the trials in the order of `keys` (others after them, as they were) and write the file if that moved
+        any: the file (aggregates included) is then the same whichever order the trials finished in."""
+        rank = {k: i for i, k in enumerate(keys)}
+        ordered = sorted(self.trials, key=lambda t: rank.get(t.get("key"), len(rank)))
+        if [id(t) for t in ordered] != [id(t) for t in self.trials]:
+            self.trials = ordered
+            self.write()
+
     def set_extra(self, name: str, value: Any) -> None:
         """Run-level data besides trials (e.g. the clean victim's MAP); written with the file."""
         self.extra[name] = value

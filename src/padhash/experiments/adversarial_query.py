@@ -1,0 +1,168 @@
+"""The DHTA experiment family (query attacks: DHTA / P2P / HAG / noise / the anchor ceiling; see `adversarial`):
+one trial per (sweep point, seed, method), each a function of its config, run on any executor."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from padhash.attacks.adversarial import hag_attack, targeted_attack, uniform_noise
+from padhash.attacks.anchor import anchor_code
+from padhash.errors import PadhashError
+from padhash.experiments.adversarial import (AttackTrial, QueryAttackConfig, _apply, _Models, _open_run,
+                                             _seeded_victim, _sweep_fields, _trial_keys, encode_images,
+                                             gpus_per_trial, image_metrics, retrieval_metrics, sweep_points,
+                                             worker_models)
+from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials
+from padhash.experiments.records import ResultsFile
+from padhash.runs import owns_run_folder
+from padhash.io import save_tensors
+from padhash.rng import derive_seed
+
+
+def choose_targets(query_labels: torch.Tensor, db_labels: torch.Tensor, count: int, n_t: int, seed: int,
+                   open_set_classes: list[int] = ()) -> list[tuple[int, torch.Tensor, list[int]]]:
+    """[(query index, target label vector, n_max database indices)]: `count` random queries (none of an open-set
+    class), each with a uniformly random database label vector ≠ its own that occurs more than n_t times (only
+    open-set labels when given), and a random permutation of that label's database items (the first n_t vote the
+    anchor). Drawn from `seed` alone, so every n_t and method sees the same queries and targets."""
+    gen = torch.Generator().manual_seed(seed)
+    uniq, inverse, counts = torch.unique(db_labels, dim=0, return_inverse=True, return_counts=True)
+    members = {i: torch.nonzero(inverse == i).flatten() for i in range(len(uniq))}
+    eligible = [i for i in range(len(uniq)) if counts[i] > n_t]
+    if open_set_classes:
+        eligible = [i for i in eligible if uniq[i][list(open_set_classes)].sum() > 0]
+        allowed_queries = torch.nonzero(query_labels[:, list(open_set_classes)].sum(dim=1) == 0).flatten()
+    else:
+        allowed_queries = torch.arange(len(query_labels))
+    if not eligible:
+        raise PadhashError(f"no target label has more than n_t = {n_t} database items"
+                           + (f" among open-set classes {list(open_set_classes)}" if open_set_classes else ""))
+    picked = allowed_queries[torch.randperm(len(allowed_queries), generator=gen)[:count]]
+    out = []
+    for q in picked.tolist():
+        options = [i for i in eligible if not torch.equal(uniq[i], query_labels[q])]
+        if not options:
+            continue
+        t = options[int(torch.randint(len(options), (), generator=gen))]
+        order = members[t][torch.randperm(len(members[t]), generator=gen)]
+        out.append((q, uniq[t].clone(), order.tolist()))
+    return out
+
+
+@owns_run_folder()
+def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
+                     progress: bool = True, executor: ExecutorConfig | None = None) -> dict:
+    """The DHTA experiment family; writes RUN/results.json, RUN/report.md and figures; resumes finished trials.
+    One trial per (sweep point, seed, method), run on `executor` (default: in this process)."""
+    from padhash.experiments.adversarial_report import write_query_report
+
+    out = Path(out_dir)
+    if victim_run and cfg.open_set_classes:
+        raise PadhashError("--victim: open-set targets need a victim trained without those classes; drop --victim")
+    results, models = _open_run("query_attack", cfg, out, victim_run, progress)
+    trials = []
+    for point, label in sweep_points(cfg):
+        pcfg = _apply(cfg, point)
+        for seed in pcfg.seeds:
+            keys = _trial_keys(pcfg.methods, label, f"seed={seed}")
+            if not all(results.has(k) for k in keys.values()):
+                _prepare_victim(pcfg, seed, models)
+            trials += [TrialSpec(key, AttackTrial(pcfg, point, label, seed, method, str(out), victim_run))
+                       for method, key in keys.items()]
+    run_trials(trials, query_trial, executor or ExecutorConfig(), results, progress=progress,
+               gpus_per_trial=gpus_per_trial(cfg.device))
+    write_query_report(out)
+    return ResultsFile.load(out)
+
+
+def _prepare_victim(cfg: QueryAttackConfig, seed: int, models: _Models) -> None:
+    """Trains the trials' shared victim in the parent (workers then load its checkpoint) and checks the classes."""
+    num_classes = models.dataset(cfg.data).num_classes
+    for c in cfg.open_set_classes:  # before the victim trains without them
+        if not 0 <= c < num_classes:
+            raise PadhashError(f"open_set_classes: {c} is not a class of {cfg.data.name} (0..{num_classes - 1})")
+    _seeded_victim(cfg, seed, models, cfg.open_set_classes)
+
+
+def query_trial(t: AttackTrial, key: str) -> dict:
+    """One method on one seed's queries: a function of its config alone (queries, targets and noise are drawn
+    from the seed; the victim comes from its checkpoint), so any process or machine computes the same record."""
+    cfg, seed, method = t.cfg, t.seed, t.method
+    models = worker_models(t.out, cfg.device, t.victim_run)
+    vkey, victim, data_cfg = _seeded_victim(cfg, seed, models, cfg.open_set_classes)
+    ds = models.dataset(data_cfg)
+    db_codes = models.codes(vkey, victim, ds.database, "database")
+    db_labels = ds.database.labels
+    picks = choose_targets(ds.query.labels, db_labels, cfg.queries, cfg.n_t, derive_seed(seed, "targets"),
+                           cfg.open_set_classes)
+    q_idx = [q for q, _, _ in picks]
+    clean = ds.query.images(torch.tensor(q_idx))
+    true_labels = ds.query.labels[q_idx]
+    target_labels = torch.stack([t for _, t, _ in picks])
+    anchors = {n: torch.stack([anchor_code(db_codes[members[:n]]) for _, _, members in picks]) for n in {1, cfg.n_t}}
+    device = models.device
+    topk, drop_empty = cfg.eval.topk, cfg.eval.drop_empty
+    base = {"seed": seed, "queries": len(q_idx), "n_t": cfg.n_t, "bits": int(db_codes.shape[1]),
+            "epsilon": cfg.attack.epsilon, "iterations": cfg.attack.iterations, **_sweep_fields(t.point)}
+    # The clean victim's MAP on these queries (DHTA's "Original MAP") goes in every record, for Fig. 7 / Table 5.
+    original = retrieval_metrics(encode_images(victim, clean, device), db_codes, true_labels, db_labels, topk,
+                                 drop_empty=drop_empty, curves=False)["map_at_k"]
+    if method == "anchor":
+        adv, codes = None, anchors[cfg.n_t]
+    else:
+        adv = _attack_queries(method, victim, clean, anchors, cfg, derive_seed(seed, "noise"), False)
+        codes = encode_images(victim, adv, device)
+    targeted = retrieval_metrics(codes, db_codes, target_labels, db_labels, topk, drop_empty=drop_empty)
+    untargeted = retrieval_metrics(codes, db_codes, true_labels, db_labels, topk, drop_empty=drop_empty)
+    hamming = ((codes.shape[1] - (codes.float() * anchors[cfg.n_t].float()).sum(1)) / 2).mean()
+    record = {"key": key, "method": method + (f"@{t.label}" if t.label else ""), **base,
+              "t_map": targeted["map_at_k"], "map": untargeted["map_at_k"], "map_original": original,
+              "precision_at_k": targeted["precision_at_10"], "hamming_to_anchor": float(hamming),
+              "pr_target": targeted["pr_curve"], "pr_true": untargeted["pr_curve"],
+              "precision_curve_target": targeted["precision_curve"],
+              "precision_curve_true": untargeted["precision_curve"]}
+    if adv is not None:
+        record.update(image_metrics(clean, adv))
+    if method == "dhta" and cfg.eval.grid_queries > 0:
+        record["grid"] = _save_grid(Path(t.out), key, ds, victim, db_codes, clean, adv, true_labels, target_labels,
+                                    cfg.eval.grid_queries, device)
+    return record
+
+
+def _attack_queries(method, victim, clean, anchors, cfg: QueryAttackConfig, noise_seed, progress) -> torch.Tensor:
+    if method == "none":
+        return clean
+    if method == "noise":
+        return uniform_noise(clean, cfg.attack.epsilon, torch.Generator().manual_seed(noise_seed))
+    if method == "hag":
+        return hag_attack(victim, clean, cfg.attack, batch_size=cfg.batch_size, progress=progress)
+    target = anchors[1] if method == "p2p" else anchors[cfg.n_t]
+    return targeted_attack(victim, clean, target, cfg.attack, batch_size=cfg.batch_size, progress=progress)
+
+
+def _save_grid(out: Path, key: str, ds, model, db_codes, clean, adv, true_labels, target_labels, n, device) -> str:
+    """DHTA Fig. 4: per query, the benign query and its top-10 (✓ = its own label), then the adversarial query and
+    its top-10 (✓ = the target label). Saves the PNG and the tensors it was drawn from."""
+    from padhash.experiments.report import save_image_grid
+    from padhash.retrieval import hamming_topk
+
+    n = min(n, len(clean))
+    rows, marks, titles = [], [], []
+    db_labels = ds.database.labels
+    for images, labels, name in ((clean[:n], true_labels[:n], "benign"), (adv[:n], target_labels[:n], "adversarial")):
+        _, top = hamming_topk(encode_images(model, images, device), db_codes, 10)
+        for i in range(n):
+            hits = (db_labels[top[i]] * labels[i]).sum(dim=1) > 0
+            rows.append([images[i], *ds.database.images(top[i])])
+            marks.append([None, *hits.tolist()])
+            titles.append(f"q{i} {name}")
+    order = [j for i in range(n) for j in (i, n + i)]  # benign and adversarial rows of a query side by side
+    rows, marks, titles = [rows[j] for j in order], [marks[j] for j in order], [titles[j] for j in order]
+    name = "grid_" + "".join(c if c.isalnum() else "_" for c in key) + ".png"
+    path = out / "figures" / name
+    save_image_grid(rows, path, row_titles=titles, col_titles=["query", *[f"top-{j + 1}" for j in range(10)]],
+                    marks=marks, title="DHTA: benign vs adversarial query (✓ = query label / target label)")
+    save_tensors(out / "figures" / name.replace(".png", ".safetensors"),
+                 {"benign": clean[:n].contiguous(), "adversarial": adv[:n].contiguous()})
+    return str(path.relative_to(out))

@@ -1,0 +1,142 @@
+"""The black-box transfer experiment (Xiao & Wang; see `adversarial`): surrogates, pairs, attacks, victim scores."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from padhash.attacks.adversarial import adversarial_region, transfer_attack, vulnerable_pairs
+from padhash.attacks.anchor import anchor_code
+from padhash.experiments.adversarial import (AttackTrial, TransferConfig, _apply, _Models, _open_run,
+                                             _seeded_victim, _sweep_fields, _trial_keys, encode_images,
+                                             gpus_per_trial, image_metrics, sweep_points, worker_models)
+from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials
+from padhash.experiments.records import ResultsFile
+from padhash.runs import owns_run_folder
+from padhash.rng import derive_seed
+
+
+@owns_run_folder()
+def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
+                        progress: bool = True, executor: ExecutorConfig | None = None) -> dict:
+    """The black-box transfer experiment; writes RUN/results.json, RUN/report.md; resumes finished trials.
+    One trial per (sweep point, seed, pair selection, method), run on `executor` (default: in this process)."""
+    from padhash.experiments.adversarial_report import write_transfer_report
+
+    out = Path(out_dir)
+    results, models = _open_run("transfer", cfg, out, victim_run, progress)
+    trials = []
+    for point, label in sweep_points(cfg):
+        pcfg = _apply(cfg, point)
+        for seed in pcfg.seeds:
+            for selection in pcfg.pair_selection:
+                keys = _trial_keys(pcfg.methods, label, f"seed={seed}|pairs={selection}")
+                if not all(results.has(k) for k in keys.values()):
+                    _trained_models(pcfg, seed, models)  # once, here: the trials load their checkpoints
+                trials += [TrialSpec(key, AttackTrial(pcfg, point, label, seed, method, str(out), victim_run,
+                                                      selection)) for method, key in keys.items()]
+    run_trials(trials, transfer_trial, executor or ExecutorConfig(), results, progress=progress,
+               gpus_per_trial=gpus_per_trial(cfg.device))
+    write_transfer_report(out)
+    return ResultsFile.load(out)
+
+
+def _trained_models(cfg: TransferConfig, seed: int, models: _Models):
+    """The victim (seeded) and the surrogates: (victim key, victim, data config, [(key, surrogate)])."""
+    vkey, victim, data_cfg = _seeded_victim(cfg, seed, models)
+    surrogates = [models.trained("surrogate", data_cfg, dataclasses.replace(recipe)) for recipe in cfg.surrogates]
+    return vkey, victim, data_cfg, surrogates
+
+
+def transfer_trial(trial: AttackTrial, key: str) -> dict:
+    """One method on one seed's (query, target) pairs of one selection: a function of its config alone."""
+    cfg, seed, selection, method, point = trial.cfg, trial.seed, trial.selection, trial.method, trial.point
+    models = worker_models(trial.out, cfg.device, trial.victim_run)
+    vkey, victim, data_cfg, surrogates = _trained_models(cfg, seed, models)
+    ds = models.dataset(data_cfg)
+    # The attacker's view: the first surrogate's codes of the queries and of the (public) database.
+    skey, lead = surrogates[0]
+    s_db = models.codes(skey, lead, ds.database, "database")
+    s_q = models.codes(skey, lead, ds.query, "query")
+    db_classes = ds.database.labels.argmax(dim=1)
+    q_classes = ds.query.labels.argmax(dim=1)
+    pair_gen = torch.Generator().manual_seed(derive_seed(seed, "pairs", selection))
+    pairs = vulnerable_pairs(s_q, q_classes, s_db, db_classes, cfg.pairs, num_classes=ds.num_classes,
+                             mode=selection, generator=pair_gen)
+    q_idx = torch.tensor([q for q, _ in pairs])
+    target_classes = [t for _, t in pairs]
+    clean = ds.query.images(q_idx)
+    target_labels = torch.nn.functional.one_hot(torch.tensor(target_classes), ds.num_classes).float()
+    # Target code on each surrogate (and on the victim for the white-box ceiling): anchor of n_t target-class items.
+    member_gen = torch.Generator().manual_seed(derive_seed(seed, "members", selection))
+    members = []
+    for t in target_classes:
+        pool = torch.nonzero(db_classes == t).flatten()
+        members.append(pool[torch.randperm(len(pool), generator=member_gen)[:cfg.n_t]])
+    s_targets = [torch.stack([anchor_code(models.codes(k, m, ds.database, "database")[mem]) for mem in members])
+                 for k, m in surrogates]
+    v_db = models.codes(vkey, victim, ds.database, "database")
+    v_targets = torch.stack([anchor_code(v_db[mem]) for mem in members])
+    radius = int(round(cfg.eval.region_radius * s_db.shape[1]))
+    base = {"seed": seed, "pairs": selection, "queries": len(pairs), "victim_bits": int(v_db.shape[1]),
+            "epsilon": cfg.attack.epsilon, "mean_pair_distance": _mean_pair_distance(s_q[q_idx], s_db, db_classes,
+                                                                                     target_classes),
+            **_sweep_fields(point)}
+    gen = torch.Generator().manual_seed(derive_seed(seed, "craft", selection, method))
+    if method == "none":
+        adv = clean
+    elif method == "white_box":
+        adv = transfer_attack([victim], clean, v_targets, dataclasses.replace(cfg.attack, noise_weight=0.0),
+                              gen, batch_size=cfg.batch_size, progress=False)
+    else:
+        attack = {"pgd": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=0.0),
+                  "di": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=cfg.diversity_prob),
+                  "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method]
+        models_only = [m for _, m in surrogates]
+        # Each surrogate pulls toward its own target code; with one surrogate this is the plain loss.
+        adv = _craft_on_surrogates(models_only, clean, s_targets, attack, gen, cfg.batch_size, False)
+    record = {"key": key, "method": f"{method}@pairs={selection}" + (f",{trial.label}" if trial.label else ""), **base}
+    record.update(_transfer_scores(victim, v_db, lead, s_db, adv, s_targets[0], target_labels, ds, cfg, radius,
+                                   derive_seed(seed, "region", selection, method), models.device))
+    record.update(image_metrics(clean, adv))
+    return record
+
+
+def _craft_on_surrogates(models, clean, targets, attack, gen, batch_size, progress) -> torch.Tensor:
+    if len(models) == 1:
+        return transfer_attack(models, clean, targets[0], attack, gen, batch_size=batch_size, progress=progress)
+    from padhash.models import HashEnsemble
+
+    # Several surrogates: attack their ensemble (mean of u) toward the vote of their target codes.
+    vote = torch.stack([anchor_code(torch.stack([t[i] for t in targets])) for i in range(len(clean))])
+    return transfer_attack([HashEnsemble(models)], clean, vote, attack, gen, batch_size=batch_size, progress=progress)
+
+
+def _mean_pair_distance(q_codes, db_codes, db_classes, target_classes) -> float:
+    bits = q_codes.shape[1]
+    dists = [((bits - db_codes[db_classes == t].float() @ q.float()) / 2).mean() for q, t in zip(q_codes, target_classes)]
+    return float(torch.stack(dists).mean())
+
+
+def _transfer_scores(victim, v_db, surrogate, s_db, adv, s_target, target_labels, ds, cfg: TransferConfig, radius,
+                     region_seed, device) -> dict[str, float]:
+    from padhash.metrics import asr_at_k, mean_average_precision
+    from padhash.retrieval import hamming_topk
+
+    db_labels = ds.database.labels
+    e = cfg.eval
+    scores = {}
+    for side, model, db in (("victim", victim, v_db), ("surrogate", surrogate, s_db)):
+        codes = encode_images(model, adv, device)
+        k = len(db) if e.topk is None else min(e.topk, len(db))
+        _, ranked = hamming_topk(codes, db, max(k, e.success_topk))
+        rate, _ = asr_at_k(ranked[:, :e.success_topk], db_labels, target_labels, threshold=e.threshold)
+        scores[side] = (float(rate), mean_average_precision(ranked[:, :k], target_labels, db_labels))
+    out = {"transfer_rate": scores["victim"][0], "t_map": scores["victim"][1],
+           "surrogate_success": scores["surrogate"][0], "surrogate_t_map": scores["surrogate"][1]}
+    region = adversarial_region(surrogate, adv, s_target, list(e.region_levels),
+                                torch.Generator().manual_seed(region_seed), radius=radius,
+                                samples=e.region_samples, distribution=e.region_noise)
+    out["region"] = float(region.mean())
+    return out
