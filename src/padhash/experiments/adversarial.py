@@ -92,6 +92,7 @@ class QueryAttackConfig:
     sweep: dict[str, list] = field(default_factory=dict)   # ≤ 2 axes, e.g. {"victim.bits": [16, 32, 64]}
     device: str = "cpu"
     batch_size: int = 128              # queries attacked at once
+    feature_cache: str | None = None   # frozen backbones' feature cache; None = RUN/features
 
 
 @dataclass
@@ -121,6 +122,7 @@ class TransferConfig:
     sweep: dict[str, list] = field(default_factory=dict)
     device: str = "cpu"
     batch_size: int = 128
+    feature_cache: str | None = None   # frozen backbones' feature cache; None = RUN/features
 
 
 # ------------------------------------------------------------------------------------------------------ configs
@@ -237,8 +239,12 @@ def _digest(*parts: Any) -> str:
 class _Models:
     """Trains (or reuses) hash models inside the run folder; a model is cached by everything it depends on."""
 
-    def __init__(self, out: Path, device: str, progress: bool, victim_run: str | Path | None):
+    def __init__(self, out: Path, device: str, progress: bool, victim_run: str | Path | None,
+                 feature_cache: str | None = None):
+        from padhash.models import FeatureCache
+
         self.out, self.device, self.progress = out, torch.device(device), progress
+        self.feature_cache = FeatureCache(feature_cache or out / "features", progress=progress)
         self.victim_run = Path(victim_run) if victim_run else None
         self._models: dict[str, Any] = {}
         self._datasets: dict[str, Any] = {}
@@ -269,7 +275,8 @@ class _Models:
         train_cfg = dataclasses.replace(train_cfg, device=str(self.device))
         folder = self.out / f"{role}s" / key
         try:
-            model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=folder, progress=self.progress)
+            model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=folder, progress=self.progress,
+                                     feature_cache=self.feature_cache)
         except RuntimeError as exc:  # a checkpoint written by an older version of the architecture
             if "state_dict" not in str(exc):
                 raise
@@ -285,6 +292,7 @@ class _Models:
         key = f"given-{_digest(str(self.victim_run.resolve()))}"
         if key not in self._models:
             model, rcfg = load_victim(self.victim_run)
+            model.feature_cache = self.feature_cache
             self._models[key] = (_frozen(model, self.device), rcfg)
         model, rcfg = self._models[key]
         return key, model, rcfg
@@ -303,7 +311,7 @@ def _open_run(experiment: str, cfg, out: Path, victim_run, progress: bool) -> tu
         raise PadhashError("--victim: the victim is fixed, so a sweep over victim.* or data.* is not possible")
     results = ResultsFile(out, {"experiment": experiment, **to_dict(cfg),
                                 "victim_run": str(victim_run) if victim_run else None})
-    return results, _Models(out, cfg.device, progress, victim_run)
+    return results, _Models(out, cfg.device, progress, victim_run, cfg.feature_cache)
 
 
 def _trial_keys(methods: list[str], label: str, trial: str) -> dict[str, str]:

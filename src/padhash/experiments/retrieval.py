@@ -25,7 +25,7 @@ from padhash.hashing import TrainConfig, encode, train_hash_model
 from padhash.hashing.trainer import check_config, model_from_config
 from padhash.io import atomic_write_json, atomic_write_npz, atomic_write_text, load_tensors, save_tensors
 from padhash.metrics import map_at_k, precision_at_k
-from padhash.models import FeatureCache, HashModel
+from padhash.models import PACKAGED, FeatureCache, HashModel
 from padhash.retrieval import BACKENDS, hamming_topk
 from padhash.rng import derive_seed
 
@@ -179,8 +179,10 @@ def load_victim(run_dir: Path) -> tuple[HashModel, RetrievalConfig]:
     state = load_tensors(path)
     with safe_open(str(path), framework="pt") as fh:
         image_size = int((fh.metadata() or {}).get("image_size", 32))
-    # the state dict holds every weight: the packaged or local weights file is not read again
-    model = model_from_config(dataclasses.replace(cfg.train, weights=None), image_size)
+    # the state dict holds every weight: a local weights file is not read again; the packaged ones are (cheap), so
+    # the model keeps their identity and a frozen victim finds its training's cached features
+    weights = cfg.train.weights if cfg.train.weights == PACKAGED else None
+    model = model_from_config(dataclasses.replace(cfg.train, weights=weights), image_size)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
