@@ -36,21 +36,23 @@ from padhash.attacks.adversarial import (
     TransferAttackConfig,
     adversarial_region,
     hag_attack,
+    mean_pair_distance,
     targeted_attack,
     transfer_attack,
     uniform_noise,
     vulnerable_pairs,
 )
+from padhash.attacks.adversarial.targets import choose_targets
 from padhash.attacks.anchor import anchor_code
-from padhash.config import from_dict, to_dict
+from padhash.config import _convert, from_dict, to_dict
 from padhash.errors import PadhashError
 from padhash.experiments.records import ResultsFile
 from padhash.io import save_tensors
 from padhash.rng import derive_seed, seed_everything
 
 QUERY_METHODS = ("none", "noise", "p2p", "dhta", "hag", "anchor")
-TRANSFER_METHODS = ("none", "pgd", "di", "transfer", "white_box")
-PAIR_SELECTIONS = ("mined", "random")
+TRANSFER_METHODS = ("none", "pgd", "di", "transfer", "white_box", "di_mi", "transfer_mi")  # _mi: + momentum
+PAIR_SELECTIONS = ("mined", "band", "random")
 PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
 # `padhash attack ...` without --config: the embedded digits, sized to finish in minutes on two CPU cores (the
 # dataclass defaults are the papers' settings: 100 queries, 2000 iterations, 30-epoch victims).
@@ -115,8 +117,11 @@ class TransferConfig:
     diversity_prob: float = 0.5        # DI baseline's input-diversity probability (Xie et al.)
     n_t: int = 1                       # surrogate codes voting the target code (reference: 1 database item)
     pairs: int = 64                    # (query, target class) pairs per selection and seed (reference: 64)
-    pair_selection: list[str] = field(default_factory=lambda: list(PAIR_SELECTIONS))
-    methods: list[str] = field(default_factory=lambda: list(TRANSFER_METHODS))
+    pair_selection: list[str] = field(default_factory=lambda: ["mined", "random"])
+    pair_band: list[float] = field(default_factory=lambda: [0.25, 0.375])  # `band`: of the bits (ref 12–18 of 48)
+    targets_per_pair: int = 1          # target codes per pair, each from its own n_t items (reference: 32)
+    momentum: float = 1.0              # μ of the *_mi methods (reference miFGSM decay factor)
+    methods: list[str] = field(default_factory=lambda: list(TRANSFER_METHODS[:5]))
     eval: TransferEvalConfig = field(default_factory=TransferEvalConfig)
     seeds: list[int] = field(default_factory=lambda: [0])
     sweep: dict[str, list] = field(default_factory=dict)
@@ -156,8 +161,10 @@ def transfer_config_from_dict(data: dict[str, Any], where: str = "config") -> Tr
     bad = [p for p in cfg.pair_selection if p not in PAIR_SELECTIONS]
     if bad or not cfg.pair_selection:
         raise PadhashError(f"{where}.pair_selection: {bad or '[]'} not in {', '.join(PAIR_SELECTIONS)}")
-    if cfg.n_t < 1 or cfg.pairs < 1 or not cfg.seeds or not 0 <= cfg.diversity_prob <= 1:
-        raise PadhashError(f"{where}: n_t and pairs must be ≥ 1, seeds non-empty, diversity_prob in [0, 1]")
+    if cfg.n_t < 1 or cfg.pairs < 1 or cfg.targets_per_pair < 1 or not cfg.seeds or not 0 <= cfg.diversity_prob <= 1:
+        raise PadhashError(f"{where}: n_t, pairs, targets_per_pair ≥ 1, seeds non-empty, diversity_prob in [0, 1]")
+    if len(cfg.pair_band) != 2 or not 0 <= cfg.pair_band[0] < cfg.pair_band[1] <= 1:
+        raise PadhashError(f"{where}.pair_band: [low, high] fractions of the bits, 0 ≤ low < high ≤ 1")
     e = cfg.eval
     if e.success_topk < 1 or not 0 < e.threshold <= 1 or not e.region_levels or not 0 <= e.region_radius < 1:
         raise PadhashError(f"{where}.eval: success_topk ≥ 1, threshold in (0, 1], region_levels non-empty, "
@@ -206,8 +213,8 @@ def with_value(cfg, path: str, value: Any, where: str = "config"):
     if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
         raise PadhashError(f"{where}.sweep: unknown key {path!r}")
     current = getattr(obj, leaf)
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    if isinstance(current, float) and not isinstance(value, bool) and isinstance(value, (int, str)):
+        value = _convert(float, value, f"{where}.sweep.{path}")  # '16/255' as in the configs' other fields
     setattr(obj, leaf, value)
     if hasattr(obj, "validate"):
         obj.validate(f"{where}.sweep.{path}")
@@ -379,36 +386,6 @@ def image_metrics(clean: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------- query attacks
-def choose_targets(query_labels: torch.Tensor, db_labels: torch.Tensor, count: int, n_t: int, seed: int,
-                   open_set_classes: list[int] = ()) -> list[tuple[int, torch.Tensor, list[int]]]:
-    """[(query index, target label vector, n_max database indices)]: `count` random queries (none of an open-set
-    class), each with a uniformly random database label vector ≠ its own that occurs more than n_t times (only
-    open-set labels when given), and a random permutation of that label's database items (the first n_t vote the
-    anchor). Drawn from `seed` alone, so every n_t and method sees the same queries and targets."""
-    gen = torch.Generator().manual_seed(seed)
-    uniq, inverse, counts = torch.unique(db_labels, dim=0, return_inverse=True, return_counts=True)
-    members = {i: torch.nonzero(inverse == i).flatten() for i in range(len(uniq))}
-    eligible = [i for i in range(len(uniq)) if counts[i] > n_t]
-    if open_set_classes:
-        eligible = [i for i in eligible if uniq[i][list(open_set_classes)].sum() > 0]
-        allowed_queries = torch.nonzero(query_labels[:, list(open_set_classes)].sum(dim=1) == 0).flatten()
-    else:
-        allowed_queries = torch.arange(len(query_labels))
-    if not eligible:
-        raise PadhashError(f"no target label has more than n_t = {n_t} database items"
-                           + (f" among open-set classes {list(open_set_classes)}" if open_set_classes else ""))
-    picked = allowed_queries[torch.randperm(len(allowed_queries), generator=gen)[:count]]
-    out = []
-    for q in picked.tolist():
-        options = [i for i in eligible if not torch.equal(uniq[i], query_labels[q])]
-        if not options:
-            continue
-        t = options[int(torch.randint(len(options), (), generator=gen))]
-        order = members[t][torch.randperm(len(members[t]), generator=gen)]
-        out.append((q, uniq[t].clone(), order.tolist()))
-    return out
-
-
 def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run: str | Path | None = None,
                      progress: bool = True) -> dict:
     """The DHTA experiment family; writes RUN/results.json, RUN/report.md and figures; resumes finished trials."""
@@ -556,7 +533,9 @@ def _transfer_trials(cfg: TransferConfig, point, label, seed, selection, models:
     q_classes = ds.query.labels.argmax(dim=1)
     pair_gen = torch.Generator().manual_seed(derive_seed(seed, "pairs", selection))
     pairs = vulnerable_pairs(s_q, q_classes, s_db, db_classes, cfg.pairs, num_classes=ds.num_classes,
-                             mode=selection, generator=pair_gen)
+                             mode=selection, generator=pair_gen, band=tuple(cfg.pair_band))
+    # each pair attacked toward `targets_per_pair` target codes (the reference: several codes of the class)
+    pairs = [p for p in pairs for _ in range(cfg.targets_per_pair)]
     q_idx = torch.tensor([q for q, _ in pairs])
     target_classes = [t for _, t in pairs]
     clean = ds.query.images(q_idx)
@@ -564,17 +543,21 @@ def _transfer_trials(cfg: TransferConfig, point, label, seed, selection, models:
     # Target code on each surrogate (and on the victim for the white-box ceiling): anchor of n_t target-class items.
     member_gen = torch.Generator().manual_seed(derive_seed(seed, "members", selection))
     members = []
-    for t in target_classes:
-        pool = torch.nonzero(db_classes == t).flatten()
-        members.append(pool[torch.randperm(len(pool), generator=member_gen)[:cfg.n_t]])
+    for i, t in enumerate(target_classes):
+        if i % cfg.targets_per_pair == 0:  # one permutation per pair: its target codes come from disjoint items
+            pool = torch.nonzero(db_classes == t).flatten()
+            order = pool[torch.randperm(len(pool), generator=member_gen)]
+        j = i % cfg.targets_per_pair * cfg.n_t
+        members.append(order[j:j + cfg.n_t] if j < len(order) else order[-cfg.n_t:])
     s_targets = [torch.stack([anchor_code(models.codes(k, m, ds.database, "database")[mem]) for mem in members])
                  for k, m in surrogates]
     v_db = models.codes(vkey, victim, ds.database, "database")
     v_targets = torch.stack([anchor_code(v_db[mem]) for mem in members])
     radius = int(round(cfg.eval.region_radius * s_db.shape[1]))
     base = {"seed": seed, "pairs": selection, "queries": len(pairs), "victim_bits": int(v_db.shape[1]),
-            "epsilon": cfg.attack.epsilon, "mean_pair_distance": _mean_pair_distance(s_q[q_idx], s_db, db_classes,
-                                                                                     target_classes),
+            "targets_per_pair": cfg.targets_per_pair,
+            "epsilon": cfg.attack.epsilon, "mean_pair_distance": mean_pair_distance(s_q[q_idx], s_db, db_classes,
+                                                                                    target_classes),
             **_sweep_fields(point)}
     for method in cfg.methods:
         key = keys[method]
@@ -589,7 +572,9 @@ def _transfer_trials(cfg: TransferConfig, point, label, seed, selection, models:
         else:
             attack = {"pgd": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=0.0),
                       "di": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=cfg.diversity_prob),
-                      "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method]
+                      "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method.removesuffix("_mi")]
+            if method.endswith("_mi"):
+                attack = dataclasses.replace(attack, momentum=cfg.momentum)
             models_only = [m for _, m in surrogates]
             # Each surrogate pulls toward its own target code; with one surrogate this is the plain loss.
             adv = _craft_on_surrogates(models_only, clean, s_targets, attack, gen, cfg.batch_size, progress)
@@ -608,12 +593,6 @@ def _craft_on_surrogates(models, clean, targets, attack, gen, batch_size, progre
     # Several surrogates: attack their ensemble (mean of u) toward the vote of their target codes.
     vote = torch.stack([anchor_code(torch.stack([t[i] for t in targets])) for i in range(len(clean))])
     return transfer_attack([HashEnsemble(models)], clean, vote, attack, gen, batch_size=batch_size, progress=progress)
-
-
-def _mean_pair_distance(q_codes, db_codes, db_classes, target_classes) -> float:
-    bits = q_codes.shape[1]
-    dists = [((bits - db_codes[db_classes == t].float() @ q.float()) / 2).mean() for q, t in zip(q_codes, target_classes)]
-    return float(torch.stack(dists).mean())
 
 
 def _transfer_scores(victim, v_db, surrogate, s_db, adv, s_target, target_labels, ds, cfg: TransferConfig, radius,
