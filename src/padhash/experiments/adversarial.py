@@ -10,11 +10,13 @@ exceed on average. Open set (Table 6): the victim is trained without `open_set_c
 (anchor images are database items of those classes) and queries only from the other classes.
 
 Transfer attack (`run_transfer_attack`, Xiao & Wang): white-box surrogate(s) of another backbone / method, trained on
-the same training split with their own seeds; a black-box victim. (query, target class) pairs are `mined` from the
-surrogate's Hamming distances or drawn at `random`; the target code is the anchor of n_t surrogate codes of
+the same training split with their own seeds; a black-box victim. (query, target class) pairs are `mined` (the
+globally closest on the surrogate), `band` (the reference's distance band, e.g. 12–18 of 48 bits) or `random`; each
+pair is attacked toward `targets_per_pair` target codes, each the anchor of n_t surrogate codes of its own
 target-class database items (n_t = 1: one database item's code, as the reference). Methods: `none`, `pgd`, `di`,
-`transfer` (noise-robust) and `white_box` (PGD on the victim itself: the ceiling that breaks the black-box threat
-model). Success on the victim follows DESIGN.md's ASR: ≥ `threshold` of the top-`success_topk` carry the target label.
+`transfer` (noise-robust), `di_mi` / `transfer_mi` (with the reference's momentum) and `white_box` (PGD on the victim
+itself: the ceiling that breaks the black-box threat model). Success on the victim follows DESIGN.md's ASR:
+≥ `threshold` of the top-`success_topk` carry the target label.
 
 Trials are keyed `<sweep point>|seed=<s>|<method>`; the method recorded is `<method>@<sweep point>` under a sweep.
 """
@@ -44,7 +46,7 @@ from padhash.attacks.adversarial import (
 )
 from padhash.attacks.adversarial.targets import choose_targets
 from padhash.attacks.anchor import anchor_code
-from padhash.config import _convert, from_dict, to_dict
+from padhash.config import OMIT_AT_DEFAULT, _convert, from_dict, to_dict
 from padhash.errors import PadhashError
 from padhash.experiments.records import ResultsFile
 from padhash.io import save_tensors
@@ -94,7 +96,7 @@ class QueryAttackConfig:
     sweep: dict[str, list] = field(default_factory=dict)   # ≤ 2 axes, e.g. {"victim.bits": [16, 32, 64]}
     device: str = "cpu"
     batch_size: int = 128              # queries attacked at once
-    feature_cache: str | None = None   # frozen backbones' feature cache; None = RUN/features
+    feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
 
 
 @dataclass
@@ -118,16 +120,18 @@ class TransferConfig:
     n_t: int = 1                       # surrogate codes voting the target code (reference: 1 database item)
     pairs: int = 64                    # (query, target class) pairs per selection and seed (reference: 64)
     pair_selection: list[str] = field(default_factory=lambda: ["mined", "random"])
-    pair_band: list[float] = field(default_factory=lambda: [0.25, 0.375])  # `band`: of the bits (ref 12–18 of 48)
-    targets_per_pair: int = 1          # target codes per pair, each from its own n_t items (reference: 32)
-    momentum: float = 1.0              # μ of the *_mi methods (reference miFGSM decay factor)
+    # `band` pairs: mean distance inside (low, high) × bits (reference 12–18 of 48)
+    pair_band: list[float] = field(default_factory=lambda: [0.25, 0.375], metadata=OMIT_AT_DEFAULT)
+    # target codes per pair, each from its own n_t items (reference: 32)
+    targets_per_pair: int = field(default=1, metadata=OMIT_AT_DEFAULT)
+    momentum: float = field(default=1.0, metadata=OMIT_AT_DEFAULT)  # μ of the *_mi methods (reference miFGSM: 1.0)
     methods: list[str] = field(default_factory=lambda: list(TRANSFER_METHODS[:5]))
     eval: TransferEvalConfig = field(default_factory=TransferEvalConfig)
     seeds: list[int] = field(default_factory=lambda: [0])
     sweep: dict[str, list] = field(default_factory=dict)
     device: str = "cpu"
     batch_size: int = 128
-    feature_cache: str | None = None   # frozen backbones' feature cache; None = RUN/features
+    feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
 
 
 # ------------------------------------------------------------------------------------------------------ configs

@@ -36,7 +36,7 @@ from padhash.attacks.backdoor import (
     dirty_label_poisons,
     generate_trigger,
 )
-from padhash.config import from_dict, load_yaml, to_dict
+from padhash.config import OMIT_AT_DEFAULT, from_dict, load_yaml, to_dict
 from padhash.errors import PadhashError
 from padhash.experiments.records import ResultsFile
 from padhash.io import load_tensors, save_tensors
@@ -91,7 +91,7 @@ class BackdoorConfig:
     seed: int = 0
     device: str = "cpu"
     trigger_placement: str = "after_augment"  # padhash.attacks.backdoor.placement (CIBA's code: after)
-    feature_cache: str | None = None           # frozen backbones' feature cache; None = RUN/features
+    feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> BackdoorConfig:
@@ -285,7 +285,8 @@ class BackdoorRun:
         if cfg.trigger_placement == "before_augment":
             return train.replace(idx, poisons), None
         perturbed = load_tensors(self._poison_path(cfg, method, target, tag))["perturbed"]
-        return train.replace(idx, perturbed), TriggerAfterAugment(idx, patch, 1.0 if method == "label_flip" else cfg.blend)
+        blend = 1.0 if method == "label_flip" else cfg.blend  # the dirty-label ceiling carries the full trigger
+        return train.replace(idx, perturbed), TriggerAfterAugment(idx, patch, blend)
 
     # -- attacker's pieces
     def targets(self, cfg: BackdoorConfig) -> list[int]:

@@ -15,7 +15,7 @@ lies in a band (12 < d < 18 of 48 bits), sampled evenly over that list.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from padhash.attacks.adversarial.targeted import project
+from padhash.config import OMIT_AT_DEFAULT
 from padhash.errors import PadhashError
 
 NOISE_DISTRIBUTIONS = ("uniform", "gaussian")
@@ -39,7 +40,8 @@ class TransferAttackConfig:
     noise_samples: int = 1             # noise draws per iteration in the expectation (reference: 1)
     diversity_prob: float = 0.0        # DI: probability of the random resize-and-pad (Xie et al.: 0.5)
     diversity_scale: float = 1.1       # DI: images are resized to [W, scale·W) and padded to scale·W
-    momentum: float = 0.0              # miFGSM decay factor μ (reference: 1.0); 0 = plain iterative FGSM
+    # miFGSM decay factor μ (reference: 1.0); 0 = plain iterative FGSM
+    momentum: float = field(default=0.0, metadata=OMIT_AT_DEFAULT)
 
     def validate(self, where: str = "transfer") -> None:
         if not 0 < self.epsilon <= 1 or self.step_size <= 0 or self.iterations < 1:
@@ -225,5 +227,6 @@ def mean_pair_distance(q_codes: torch.Tensor, db_codes: torch.Tensor, db_classes
                        target_classes: list[int]) -> float:
     """Mean over pairs of the mean Hamming distance from the query's code to the target class's database codes."""
     bits = q_codes.shape[1]
-    dists = [((bits - db_codes[db_classes == t].float() @ q.float()) / 2).mean() for q, t in zip(q_codes, target_classes)]
+    dists = [((bits - db_codes[db_classes == t].float() @ q.float()) / 2).mean()
+             for q, t in zip(q_codes, target_classes)]
     return float(torch.stack(dists).mean())
