@@ -107,10 +107,11 @@ def test_poisons_keep_trigger_and_eps_outside_it():
     x = torch.rand(5, 3, 8, 8)
     patch = torch.rand(3, 2, 2)
     cfg = PerturbConfig(eps=3 / 255, steps=3, step_size=1 / 255, batch_size=5)
-    poisons = craft_backdoor_poisons("ciba", model, x, patch, cfg, generator=torch.Generator().manual_seed(0),
-                                     progress=False)
+    perturbed, poisons = craft_backdoor_poisons("ciba", model, x, patch, cfg,
+                                                generator=torch.Generator().manual_seed(0), progress=False)
+    assert torch.allclose(apply_trigger(perturbed, patch), poisons)
     assert torch.allclose(poisons[..., 6:, 6:], patch.expand(5, -1, -1, -1))
     outside = (1 - trigger_mask(8, 2)).bool().expand_as(x)
     assert (poisons - x)[outside].abs().max() <= 3 / 255 + 1e-6
-    tri = craft_backdoor_poisons("tri", model, x, patch, cfg, generator=torch.Generator(), progress=False)
+    _, tri = craft_backdoor_poisons("tri", model, x, patch, cfg, generator=torch.Generator(), progress=False)
     assert torch.equal(tri[outside], x[outside])

@@ -53,7 +53,8 @@ def _victim_overrides(args) -> dict:
 
 def _attack(args) -> int:
     from padhash.config import load_yaml
-    from padhash.experiments.backdoor import config_from_dict, report_tables, run_backdoor
+    from padhash.experiments.backdoor import config_from_dict, run_backdoor
+    from padhash.experiments.backdoor_report import report_tables
 
     data = load_yaml(args.config) if args.config else {}
     if args.ladder != "ciba" or "methods" not in data:

@@ -10,14 +10,14 @@ exceed on average. Open set (Table 6): the victim is trained without `open_set_c
 (anchor images are database items of those classes) and queries only from the other classes.
 
 Transfer attack (`run_transfer_attack`, Xiao & Wang): white-box surrogate(s) of another backbone / method, trained on
-the same training split with their own seeds; a black-box victim. (query, target class) pairs are `mined` from the
-surrogate's Hamming distances or drawn at `random`; the target code is the anchor of n_t surrogate codes of
+the same training split with their own seeds; a black-box victim. (query, target class) pairs are `mined` (the
+globally closest on the surrogate), `band` (the reference's distance band, e.g. 12–18 of 48 bits) or `random`; each
+pair is attacked toward `targets_per_pair` target codes, each the anchor of n_t surrogate codes of its own
 target-class database items (n_t = 1: one database item's code, as the reference). Methods: `none`, `pgd`, `di`,
-`transfer` (noise-robust) and `white_box` (PGD on the victim itself: the ceiling that breaks the black-box threat
-model). Success on the victim follows DESIGN.md's ASR: ≥ `threshold` of the top-`success_topk` carry the target label.
-
-The runners are in `adversarial_query` (run_query_attack) and `adversarial_transfer` (run_transfer_attack); this
-module holds their configs and shared pieces. Trials are keyed `<sweep point>|seed=<s>|<method>`; the method recorded is `<method>@<sweep point>` under a sweep.
+`transfer` (noise-robust), `di_mi` / `transfer_mi` (with the reference's momentum) and `white_box` (PGD on the victim
+itself: the ceiling that breaks the black-box threat model). Success on the victim follows DESIGN.md's ASR.
+The runners live in `adversarial_query` / `adversarial_transfer`; this module holds configs and shared pieces.
+Trials are keyed `<sweep point>|seed=<s>|<method>`; the method recorded is `<method>@<sweep point>` under a sweep.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from padhash.attacks.adversarial import TargetedAttackConfig, TransferAttackConfig
-from padhash.config import convert_field, from_dict, to_dict
+from padhash.config import OMIT_AT_DEFAULT, convert_field, from_dict, to_dict
 from padhash.data import DataConfig
 from padhash.errors import PadhashError
 from padhash.validate import available_device, check_device, check_range, check_recipe
@@ -42,8 +42,8 @@ from padhash.hashing import TrainConfig, encode
 from padhash.rng import seed_everything
 
 QUERY_METHODS = ("none", "noise", "p2p", "dhta", "hag", "anchor")
-TRANSFER_METHODS = ("none", "pgd", "di", "transfer", "white_box")
-PAIR_SELECTIONS = ("mined", "random")
+TRANSFER_METHODS = ("none", "pgd", "di", "transfer", "white_box", "di_mi", "transfer_mi")  # _mi: + momentum
+PAIR_SELECTIONS = ("mined", "band", "random")
 REGION_NOISES = ("gaussian", "uniform")  # transfer.sample_noise
 PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
 # `padhash attack ...` without --config: the embedded digits, sized to finish in minutes on two CPU cores (the
@@ -75,6 +75,7 @@ class QueryAttackConfig:
     sweep: dict[str, list] = field(default_factory=dict)   # ≤ 2 axes, e.g. {"victim.bits": [16, 32, 64]}
     device: str = "cpu"
     batch_size: int = 128              # queries attacked at once
+    feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
 
 
 @dataclass
@@ -97,13 +98,19 @@ class TransferConfig:
     diversity_prob: float = 0.5        # DI baseline's input-diversity probability (Xie et al.)
     n_t: int = 1                       # surrogate codes voting the target code (reference: 1 database item)
     pairs: int = 64                    # (query, target class) pairs per selection and seed (reference: 64)
-    pair_selection: list[str] = field(default_factory=lambda: list(PAIR_SELECTIONS))
-    methods: list[str] = field(default_factory=lambda: list(TRANSFER_METHODS))
+    pair_selection: list[str] = field(default_factory=lambda: ["mined", "random"])
+    # `band` pairs: mean distance inside (low, high) × bits (reference 12–18 of 48)
+    pair_band: list[float] = field(default_factory=lambda: [0.25, 0.375], metadata=OMIT_AT_DEFAULT)
+    # target codes per pair, each from its own n_t items (reference: 32)
+    targets_per_pair: int = field(default=1, metadata=OMIT_AT_DEFAULT)
+    momentum: float = field(default=1.0, metadata=OMIT_AT_DEFAULT)  # μ of the *_mi methods (reference miFGSM: 1.0)
+    methods: list[str] = field(default_factory=lambda: list(TRANSFER_METHODS[:5]))
     eval: TransferEvalConfig = field(default_factory=TransferEvalConfig)
     seeds: list[int] = field(default_factory=lambda: [0])
     sweep: dict[str, list] = field(default_factory=dict)
     device: str = "cpu"
     batch_size: int = 128
+    feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
 
 
 # ------------------------------------------------------------------------------------------------------ configs
@@ -146,8 +153,10 @@ def transfer_config_from_dict(data: dict[str, Any], where: str = "config") -> Tr
     bad = [p for p in cfg.pair_selection if p not in PAIR_SELECTIONS]
     if bad or not cfg.pair_selection:
         raise PadhashError(f"{where}.pair_selection: {bad or '[]'} not in {', '.join(PAIR_SELECTIONS)}")
-    if cfg.n_t < 1 or cfg.pairs < 1 or not cfg.seeds or not 0 <= cfg.diversity_prob <= 1:
-        raise PadhashError(f"{where}: n_t and pairs must be ≥ 1, seeds non-empty, diversity_prob in [0, 1]")
+    if cfg.n_t < 1 or cfg.pairs < 1 or cfg.targets_per_pair < 1 or not cfg.seeds or not 0 <= cfg.diversity_prob <= 1:
+        raise PadhashError(f"{where}: n_t, pairs, targets_per_pair ≥ 1, seeds non-empty, diversity_prob in [0, 1]")
+    if len(cfg.pair_band) != 2 or not 0 <= cfg.pair_band[0] < cfg.pair_band[1] <= 1:
+        raise PadhashError(f"{where}.pair_band: [low, high] fractions of the bits, 0 ≤ low < high ≤ 1")
     e = cfg.eval
     if e.success_topk < 1 or not 0 < e.threshold <= 1 or not e.region_levels or not 0 <= e.region_radius < 1:
         raise PadhashError(f"{where}.eval: success_topk ≥ 1, threshold in (0, 1], region_levels non-empty, "
@@ -233,8 +242,12 @@ def _digest(*parts: Any) -> str:
 class _Models:
     """Trains (or reuses) hash models inside the run folder; a model is cached by everything it depends on."""
 
-    def __init__(self, out: Path, device: str, progress: bool, victim_run: str | Path | None):
+    def __init__(self, out: Path, device: str, progress: bool, victim_run: str | Path | None,
+                 feature_cache: str | None = None):
+        from padhash.models import FeatureCache
+
         self.out, self.device, self.progress = out, available_device(device, "device"), progress
+        self.feature_cache = FeatureCache(feature_cache or out / "features", progress=progress)
         self.victim_run = Path(victim_run) if victim_run else None
         self._models: dict[str, Any] = {}
         self._datasets: dict[str, Any] = {}
@@ -265,7 +278,8 @@ class _Models:
         train_cfg = dataclasses.replace(train_cfg, device=str(self.device))
         folder = self.out / f"{role}s" / key
         try:
-            model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=folder, progress=self.progress)
+            model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=folder, progress=self.progress,
+                                     feature_cache=self.feature_cache)
         except RuntimeError as exc:  # a checkpoint written by an older version of the architecture
             if "state_dict" not in str(exc):
                 raise
@@ -281,6 +295,7 @@ class _Models:
         key = f"given-{_digest(str(self.victim_run.resolve()))}"
         if key not in self._models:
             model, rcfg = load_victim(self.victim_run)
+            model.feature_cache = self.feature_cache
             self._models[key] = (_frozen(model, self.device), rcfg)
         model, rcfg = self._models[key]
         return key, model, rcfg
@@ -299,7 +314,7 @@ def _open_run(experiment: str, cfg, out: Path, victim_run, progress: bool) -> tu
         raise PadhashError("--victim: the victim is fixed, so a sweep over victim.* or data.* is not possible")
     results = ResultsFile(out, {"experiment": experiment, **to_dict(cfg),
                                 "victim_run": str(victim_run) if victim_run else None})
-    return results, _Models(out, cfg.device, progress, victim_run)
+    return results, _Models(out, cfg.device, progress, victim_run, cfg.feature_cache)
 
 
 @dataclass
@@ -318,12 +333,12 @@ class AttackTrial:
 _WORKER_MODELS: dict[tuple, _Models] = {}
 
 
-def worker_models(out: str, device: str, victim_run) -> _Models:
+def worker_models(out: str, device: str, victim_run, feature_cache: str | None = None) -> _Models:
     """One model cache per process for the run it works for, so a worker loads each model once."""
-    key = (out, device, str(victim_run))
+    key = (out, device, str(victim_run), feature_cache)
     if key not in _WORKER_MODELS:
         _WORKER_MODELS.clear()
-        _WORKER_MODELS[key] = _Models(Path(out), device, False, victim_run)
+        _WORKER_MODELS[key] = _Models(Path(out), device, False, victim_run, feature_cache)
     return _WORKER_MODELS[key]
 
 
@@ -379,16 +394,6 @@ def retrieval_metrics(query_codes, db_codes, eval_labels, db_labels, topk: int |
         out["precision_curve"] = {"k": ks, "precision": [precision_at_k(ranked[:, :c], eval_labels, db_labels)
                                                          for c in ks]}
     return out
-
-
-def image_metrics(clean: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
-    from padhash.metrics import perceptibility, psnr, ssim
-
-    identical = torch.equal(clean, adv)
-    return {"perceptibility": float(perceptibility(clean, adv).mean()),
-            "psnr": float("inf") if identical else float(psnr(clean, adv).mean()),
-            "ssim": float(ssim(clean, adv).mean()),
-            "linf": float((adv - clean).abs().max())}
 
 
 def _sweep_fields(point: dict[str, Any]) -> dict[str, Any]:

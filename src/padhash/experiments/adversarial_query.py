@@ -7,47 +7,19 @@ from pathlib import Path
 import torch
 
 from padhash.attacks.adversarial import hag_attack, targeted_attack, uniform_noise
+from padhash.attacks.adversarial.targets import choose_targets
 from padhash.attacks.anchor import anchor_code
 from padhash.errors import PadhashError
 from padhash.experiments.adversarial import (AttackTrial, QueryAttackConfig, _apply, _Models, _open_run,
                                              _seeded_victim, _sweep_fields, _trial_keys, encode_images,
-                                             gpus_per_trial, image_metrics, retrieval_metrics, sweep_points,
+                                             gpus_per_trial, retrieval_metrics, sweep_points,
                                              worker_models)
 from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials
 from padhash.experiments.records import ResultsFile
+from padhash.metrics import image_metrics
 from padhash.runs import owns_run_folder
 from padhash.io import save_tensors
 from padhash.rng import derive_seed
-
-
-def choose_targets(query_labels: torch.Tensor, db_labels: torch.Tensor, count: int, n_t: int, seed: int,
-                   open_set_classes: list[int] = ()) -> list[tuple[int, torch.Tensor, list[int]]]:
-    """[(query index, target label vector, n_max database indices)]: `count` random queries (none of an open-set
-    class), each with a uniformly random database label vector ≠ its own that occurs more than n_t times (only
-    open-set labels when given), and a random permutation of that label's database items (the first n_t vote the
-    anchor). Drawn from `seed` alone, so every n_t and method sees the same queries and targets."""
-    gen = torch.Generator().manual_seed(seed)
-    uniq, inverse, counts = torch.unique(db_labels, dim=0, return_inverse=True, return_counts=True)
-    members = {i: torch.nonzero(inverse == i).flatten() for i in range(len(uniq))}
-    eligible = [i for i in range(len(uniq)) if counts[i] > n_t]
-    if open_set_classes:
-        eligible = [i for i in eligible if uniq[i][list(open_set_classes)].sum() > 0]
-        allowed_queries = torch.nonzero(query_labels[:, list(open_set_classes)].sum(dim=1) == 0).flatten()
-    else:
-        allowed_queries = torch.arange(len(query_labels))
-    if not eligible:
-        raise PadhashError(f"no target label has more than n_t = {n_t} database items"
-                           + (f" among open-set classes {list(open_set_classes)}" if open_set_classes else ""))
-    picked = allowed_queries[torch.randperm(len(allowed_queries), generator=gen)[:count]]
-    out = []
-    for q in picked.tolist():
-        options = [i for i in eligible if not torch.equal(uniq[i], query_labels[q])]
-        if not options:
-            continue
-        t = options[int(torch.randint(len(options), (), generator=gen))]
-        order = members[t][torch.randperm(len(members[t]), generator=gen)]
-        out.append((q, uniq[t].clone(), order.tolist()))
-    return out
 
 
 @owns_run_folder()
@@ -89,7 +61,7 @@ def query_trial(t: AttackTrial, key: str) -> dict:
     """One method on one seed's queries: a function of its config alone (queries, targets and noise are drawn
     from the seed; the victim comes from its checkpoint), so any process or machine computes the same record."""
     cfg, seed, method = t.cfg, t.seed, t.method
-    models = worker_models(t.out, cfg.device, t.victim_run)
+    models = worker_models(t.out, cfg.device, t.victim_run, cfg.feature_cache)
     vkey, victim, data_cfg = _seeded_victim(cfg, seed, models, cfg.open_set_classes)
     ds = models.dataset(data_cfg)
     db_codes = models.codes(vkey, victim, ds.database, "database")

@@ -17,7 +17,8 @@ from padhash.experiments.report import markdown_table, save_curves, write_report
 QUERY_ROWS = {"none": "Original", "noise": "Noise", "p2p": "P2P", "dhta": "DHTA", "hag": "HAG",
               "anchor": "Anchor code (ε = ∞ ceiling)"}
 TRANSFER_ROWS = {"none": "Original", "pgd": "PGD", "di": "DI", "transfer": "Noise-robust (ours, 004)",
-                 "white_box": "White-box on victim (ceiling)"}
+                 "white_box": "White-box on victim (ceiling)", "di_mi": "DI + momentum (DI-Mom)",
+                 "transfer_mi": "Noise-robust + momentum"}
 
 
 def _pct(aggregates: dict, group: str, metric: str) -> str:
@@ -34,6 +35,11 @@ def _num(aggregates: dict, group: str, metric: str, scale: float = 1.0, digits: 
     if not stats or not math.isfinite(stats["mean"]):
         return "–"
     return f"{scale * stats['mean']:.{digits}f}"
+
+
+def _ratio(aggregates: dict, group: str, ceiling: str, metric: str = "t_map") -> str:
+    a, b = (aggregates.get(g, {}).get(metric) for g in (group, ceiling))
+    return "–" if not a or not b or b["mean"] == 0 else f"{a['mean'] / b['mean']:.2f}"
 
 
 def _group(method: str, label: str) -> str:
@@ -85,6 +91,10 @@ def query_tables(data: dict) -> list[str]:
                 name = QUERY_ROWS[m] + (f" ({r})" if r else "")
                 body.append([name, {"t_map": "t-MAP", "map": "MAP"}[metric],
                              *[_pct(agg, _group(m, _join(r, c)), metric) for c in cols]])
+        if metric == "t_map" and {"dhta", "anchor"} <= set(methods):  # how much of the ε = ∞ ceiling DHTA reaches
+            for r in rows:
+                body.append(["DHTA ÷ anchor ceiling" + (f" ({r})" if r else ""), "ratio",
+                             *[_ratio(agg, _group("dhta", _join(r, c)), _group("anchor", _join(r, c))) for c in cols]])
         if extra_original_map and "none" in methods:
             for r in rows:
                 body.append(["Original" + (f" ({r})" if r else ""), "MAP",

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import torch
 
-from padhash.attacks.adversarial import adversarial_region, transfer_attack, vulnerable_pairs
+from padhash.attacks.adversarial import adversarial_region, mean_pair_distance, transfer_attack, vulnerable_pairs
 from padhash.attacks.anchor import anchor_code
 from padhash.experiments.adversarial import (AttackTrial, TransferConfig, _apply, _Models, _open_run,
                                              _seeded_victim, _sweep_fields, _trial_keys, encode_images,
-                                             gpus_per_trial, image_metrics, sweep_points, worker_models)
+                                             gpus_per_trial, sweep_points, worker_models)
 from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials
 from padhash.experiments.records import ResultsFile
+from padhash.metrics import image_metrics
 from padhash.runs import owns_run_folder
 from padhash.rng import derive_seed
 
@@ -52,7 +53,7 @@ def _trained_models(cfg: TransferConfig, seed: int, models: _Models):
 def transfer_trial(trial: AttackTrial, key: str) -> dict:
     """One method on one seed's (query, target) pairs of one selection: a function of its config alone."""
     cfg, seed, selection, method, point = trial.cfg, trial.seed, trial.selection, trial.method, trial.point
-    models = worker_models(trial.out, cfg.device, trial.victim_run)
+    models = worker_models(trial.out, cfg.device, trial.victim_run, cfg.feature_cache)
     vkey, victim, data_cfg, surrogates = _trained_models(cfg, seed, models)
     ds = models.dataset(data_cfg)
     # The attacker's view: the first surrogate's codes of the queries and of the (public) database.
@@ -63,7 +64,9 @@ def transfer_trial(trial: AttackTrial, key: str) -> dict:
     q_classes = ds.query.labels.argmax(dim=1)
     pair_gen = torch.Generator().manual_seed(derive_seed(seed, "pairs", selection))
     pairs = vulnerable_pairs(s_q, q_classes, s_db, db_classes, cfg.pairs, num_classes=ds.num_classes,
-                             mode=selection, generator=pair_gen)
+                             mode=selection, generator=pair_gen, band=tuple(cfg.pair_band))
+    # each pair attacked toward `targets_per_pair` target codes (the reference: several codes of the class)
+    pairs = [p for p in pairs for _ in range(cfg.targets_per_pair)]
     q_idx = torch.tensor([q for q, _ in pairs])
     target_classes = [t for _, t in pairs]
     clean = ds.query.images(q_idx)
@@ -71,17 +74,21 @@ def transfer_trial(trial: AttackTrial, key: str) -> dict:
     # Target code on each surrogate (and on the victim for the white-box ceiling): anchor of n_t target-class items.
     member_gen = torch.Generator().manual_seed(derive_seed(seed, "members", selection))
     members = []
-    for t in target_classes:
-        pool = torch.nonzero(db_classes == t).flatten()
-        members.append(pool[torch.randperm(len(pool), generator=member_gen)[:cfg.n_t]])
+    for i, t in enumerate(target_classes):
+        if i % cfg.targets_per_pair == 0:  # one permutation per pair: its target codes come from disjoint items
+            pool = torch.nonzero(db_classes == t).flatten()
+            order = pool[torch.randperm(len(pool), generator=member_gen)]
+        j = i % cfg.targets_per_pair * cfg.n_t
+        members.append(order[j:j + cfg.n_t] if j < len(order) else order[-cfg.n_t:])
     s_targets = [torch.stack([anchor_code(models.codes(k, m, ds.database, "database")[mem]) for mem in members])
                  for k, m in surrogates]
     v_db = models.codes(vkey, victim, ds.database, "database")
     v_targets = torch.stack([anchor_code(v_db[mem]) for mem in members])
     radius = int(round(cfg.eval.region_radius * s_db.shape[1]))
     base = {"seed": seed, "pairs": selection, "queries": len(pairs), "victim_bits": int(v_db.shape[1]),
-            "epsilon": cfg.attack.epsilon, "mean_pair_distance": _mean_pair_distance(s_q[q_idx], s_db, db_classes,
-                                                                                     target_classes),
+            "targets_per_pair": cfg.targets_per_pair,
+            "epsilon": cfg.attack.epsilon, "mean_pair_distance": mean_pair_distance(s_q[q_idx], s_db, db_classes,
+                                                                                    target_classes),
             **_sweep_fields(point)}
     gen = torch.Generator().manual_seed(derive_seed(seed, "craft", selection, method))
     if method == "none":
@@ -92,7 +99,9 @@ def transfer_trial(trial: AttackTrial, key: str) -> dict:
     else:
         attack = {"pgd": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=0.0),
                   "di": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=cfg.diversity_prob),
-                  "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method]
+                  "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method.removesuffix("_mi")]
+        if method.endswith("_mi"):
+            attack = dataclasses.replace(attack, momentum=cfg.momentum)
         models_only = [m for _, m in surrogates]
         # Each surrogate pulls toward its own target code; with one surrogate this is the plain loss.
         adv = _craft_on_surrogates(models_only, clean, s_targets, attack, gen, cfg.batch_size, False)
@@ -111,12 +120,6 @@ def _craft_on_surrogates(models, clean, targets, attack, gen, batch_size, progre
     # Several surrogates: attack their ensemble (mean of u) toward the vote of their target codes.
     vote = torch.stack([anchor_code(torch.stack([t[i] for t in targets])) for i in range(len(clean))])
     return transfer_attack([HashEnsemble(models)], clean, vote, attack, gen, batch_size=batch_size, progress=progress)
-
-
-def _mean_pair_distance(q_codes, db_codes, db_classes, target_classes) -> float:
-    bits = q_codes.shape[1]
-    dists = [((bits - db_codes[db_classes == t].float() @ q.float()) / 2).mean() for q, t in zip(q_codes, target_classes)]
-    return float(torch.stack(dists).mean())
 
 
 def _transfer_scores(victim, v_db, surrogate, s_db, adv, s_target, target_labels, ds, cfg: TransferConfig, radius,

@@ -28,18 +28,21 @@ import torch
 from padhash.attacks.backdoor import (
     BACKDOOR_METHODS,
     PerturbConfig,
+    PLACEMENTS,
+    TriggerAfterAugment,
     TriggerConfig,
     apply_trigger,
     craft_backdoor_poisons,
     dirty_label_poisons,
     generate_trigger,
 )
-from padhash.config import from_dict, load_yaml, to_dict
+from padhash.config import OMIT_AT_DEFAULT, from_dict, load_yaml, to_dict
 from padhash.errors import PadhashError
 from padhash.runs import owns_run_folder
 from padhash.validate import check_device, check_recipe
 from padhash.experiments.records import ResultsFile
 from padhash.io import load_tensors, save_tensors
+from padhash.models import FeatureCache
 from padhash.rng import derive_seed
 
 METHODS = ("none", *BACKDOOR_METHODS, "label_flip")
@@ -89,6 +92,8 @@ class BackdoorConfig:
     sweep: dict[str, list] = field(default_factory=dict)  # one axis, e.g. {"perturb.lam": [0, 0.5, 1]}
     seed: int = 0
     device: str = "cpu"
+    trigger_placement: str = "after_augment"  # padhash.attacks.backdoor.placement (CIBA's code: after)
+    feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> BackdoorConfig:
@@ -118,6 +123,8 @@ def _validate(cfg: BackdoorConfig, where: str) -> None:
         raise PadhashError(f"{where}.methods: {bad or '[]'} not in {', '.join(METHODS)}")
     if cfg.poison_count < 1 or cfg.num_targets < 1:
         raise PadhashError(f"{where}: poison_count and num_targets must be ≥ 1")
+    if cfg.trigger_placement not in PLACEMENTS:
+        raise PadhashError(f"{where}.trigger_placement: {cfg.trigger_placement!r} not in {', '.join(PLACEMENTS)}")
     if not 0.0 < cfg.blend <= 1.0:
         raise PadhashError(f"{where}.blend: must be in (0, 1], got {cfg.blend}")
     check_recipe(cfg.victim, f"{where}.victim")
@@ -228,6 +235,7 @@ class BackdoorRun:
         self.results = ResultsFile(self.out, {**to_dict(cfg), "victim_run": str(victim_dir) if victim_dir else None})
         self._datasets: dict[str, Any] = {}
         self._models: dict[str, Any] = {}
+        self.feature_cache = FeatureCache(cfg.feature_cache or self.out / "features", progress=progress)
 
     # -- data and models
     def dataset(self, data_cfg):
@@ -256,19 +264,34 @@ class BackdoorRun:
                 run_dir = self.victim_dir
             else:
                 run_dir = self.out / ("victim" if backbone is None else f"clean-{backbone}") / key
-                run_training(RetrievalConfig(data=cfg.data, train=tcfg), run_dir, progress=self.progress)
+                run_training(RetrievalConfig(data=cfg.data, train=tcfg, feature_cache=str(self.feature_cache.root)),
+                             run_dir, progress=self.progress)
             model, rcfg = load_victim(run_dir)
+            model.feature_cache = self.feature_cache
             self._models[key] = (model.to(cfg.device).eval(), dataclasses.replace(rcfg.train, device=cfg.device))
         return self._models[key]
 
-    def train_backdoored(self, name: str, cfg: BackdoorConfig, train_split, backbone: str | None = None):
+    def train_backdoored(self, name: str, cfg: BackdoorConfig, train_split, backbone: str | None = None,
+                         after_augment=None):
         """Retrain from scratch on `train_split` with exactly the clean model's recipe and seed."""
         from padhash.hashing import train_hash_model
 
         ds = self.dataset(cfg.data)
         model = train_hash_model(train_split, ds.num_classes, self.recipe(cfg, backbone),
-                                 checkpoint_dir=self.out / "models" / name, progress=self.progress)
+                                 checkpoint_dir=self.out / "models" / name, progress=self.progress,
+                                 feature_cache=self.feature_cache, after_augment=after_augment)
         return model.to(cfg.device).eval()
+
+    def poisoned_split(self, cfg: BackdoorConfig, method: str, target: int, idx: torch.Tensor, patch: torch.Tensor,
+                       models: list, tag: str):
+        """(training split, after-augmentation hook) the backdoored victim trains on, per cfg.trigger_placement."""
+        poisons = self.poisons(cfg, method, target, idx, patch, models, tag)
+        train = self.dataset(cfg.data).train
+        if cfg.trigger_placement == "before_augment":
+            return train.replace(idx, poisons), None
+        perturbed = load_tensors(self._poison_path(cfg, method, target, tag))["perturbed"]
+        blend = 1.0 if method == "label_flip" else cfg.blend  # the dirty-label ceiling carries the full trigger
+        return train.replace(idx, perturbed), TriggerAfterAugment(idx, patch, blend)
 
     # -- attacker's pieces
     def targets(self, cfg: BackdoorConfig) -> list[int]:
@@ -310,8 +333,7 @@ class BackdoorRun:
 
     def poisons(self, cfg: BackdoorConfig, method: str, target: int, idx: torch.Tensor, patch: torch.Tensor,
                 models: list, tag: str) -> torch.Tensor:
-        path = self.out / "poisons" / (f"{tag}-{method}-t{target}-"
-                                       f"{_digest(cfg.data, cfg.victim, cfg.trigger, cfg.perturb, cfg.blend, cfg.poison_count, cfg.seed)}.safetensors")
+        path = self._poison_path(cfg, method, target, tag)
         if path.exists():
             return load_tensors(path)["poisons"]
         ds = self.dataset(cfg.data)
@@ -319,13 +341,19 @@ class BackdoorRun:
         if method == "label_flip":
             others = torch.nonzero(ds.train.labels[:, target] == 0).flatten()
             pick = others[torch.randperm(len(others), generator=gen)[: len(idx)]]
-            poisons = dirty_label_poisons(ds.train.images(pick), patch)
+            perturbed = ds.train.images(pick)
+            poisons = dirty_label_poisons(perturbed, patch)
         else:
-            poisons = craft_backdoor_poisons(method, models, ds.train.images(idx), patch, cfg.perturb,
-                                             blend=cfg.blend, generator=gen, device=cfg.device,
-                                             progress=self.progress)
-        save_tensors(path, {"poisons": poisons, "indices": idx})
+            perturbed, poisons = craft_backdoor_poisons(method, models, ds.train.images(idx), patch, cfg.perturb,
+                                                        blend=cfg.blend, generator=gen, device=cfg.device,
+                                                        progress=self.progress)
+        save_tensors(path, {"poisons": poisons, "perturbed": perturbed, "indices": idx})
         return poisons
+
+    def _poison_path(self, cfg: BackdoorConfig, method: str, target: int, tag: str) -> Path:
+        # v2: the file also holds the perturbed images before the trigger (for pasting after augmentation)
+        digest = _digest(cfg.data, cfg.victim, cfg.trigger, cfg.perturb, cfg.blend, cfg.poison_count, cfg.seed)
+        return self.out / "poisons" / f"{tag}-{method}-t{target}-{digest}-v2.safetensors"
 
     # -- the experiment
     def run(self) -> dict:
@@ -339,6 +367,8 @@ class BackdoorRun:
                 self._run_transfer(vcfg, axis, value)
             else:
                 self._run_targets(vcfg, axis, value)
+        from padhash.experiments.backdoor_report import write_backdoor_report
+
         write_backdoor_report(self.out)
         return ResultsFile.load(self.out)
 
@@ -378,8 +408,9 @@ class BackdoorRun:
                 else:
                     poisons = self.poisons(cfg, method, target, idx, patch, [clean], "victim")
                     originals = ds.train.images(idx)
-                    model = self.train_backdoored(f"{method}-t{target}-{_digest(key, cfg)}", cfg,
-                                                  ds.train.replace(idx, poisons))
+                    split, hook = self.poisoned_split(cfg, method, target, idx, patch, [clean], "victim")
+                    model = self.train_backdoored(f"{method}-t{target}-{_digest(key, cfg)}", cfg, split,
+                                                  after_augment=hook)
                     db = ev.codes(model, ds.database)
                     record.update(map_poisoned=ev.clean_map(model, db), **ev.triggered(model, db, queries, target_vec))
                     if method != "label_flip":  # the ceiling's images are other pictures, not perturbed ones
@@ -419,9 +450,9 @@ class BackdoorRun:
                     if setting == "none":  # the clean victim under the ensemble's trigger: the floor
                         record.update(map_poisoned=record["map"], **ev.triggered(clean, clean_db, queries, target_vec))
                     else:
-                        poisons = self.poisons(cfg, "ciba", target, idx, patch, models, tag)
+                        split, hook = self.poisoned_split(cfg, "ciba", target, idx, patch, models, tag)
                         model = self.train_backdoored(f"transfer-{column}-{setting}-t{target}-{_digest(key, cfg)}",
-                                                      cfg, ds.train.replace(idx, poisons), backbone=column)
+                                                      cfg, split, backbone=column, after_augment=hook)
                         db = ev.codes(model, ds.database)
                         record.update(map_poisoned=ev.clean_map(model, db),
                                       **ev.triggered(model, db, queries, target_vec), poison_count=len(idx))
@@ -453,77 +484,3 @@ def run_backdoor(cfg: BackdoorConfig, out_dir: str | Path, *, victim_dir: str | 
                  progress: bool = True) -> dict:
     """Run (or resume) a backdoor experiment into `out_dir`; returns the results.json contents."""
     return BackdoorRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run()
-
-
-# ---------------------------------------------------------------------------------------------------- the report
-ROW_NAMES = {"none": "None", "tri": "Tri", "tri_noise": "Tri+Noise", "tri_adv": "Tri+Adv", "ciba": "CIBA",
-             "label_flip": "Label flip (dirty-label ceiling)"}
-
-
-def report_tables(results: dict) -> list[str]:
-    """Markdown tables shaped like 002 Table 1 (methods × t-MAP/MAP), Fig. 6–7 (methods × sweep values) and
-    Table 4 (settings × victim backbones), each cell mean ± std over the target labels — from results.json alone."""
-    from padhash.experiments.report import markdown_table, mean_std
-
-    cfg, agg, trials = results["config"], results["aggregates"], results["trials"]
-    k = cfg["eval"]["topk"] or "all"
-    sections = []
-    axis = next(iter(cfg.get("sweep") or {}), None)
-    if cfg["transfer"]["backbones"]:
-        cols = cfg["transfer"]["backbones"]
-        suffixes = [""] if not axis else [f"@{axis}={v}" for v in cfg["sweep"][axis]]
-        for suffix in suffixes:
-            rows = []
-            for setting in [*cfg["transfer"]["settings"], "none"]:
-                method = "none" if setting == "none" else "ciba"
-                for metric, label in (("t_map", "t-MAP"), ("map_poisoned" if setting != "none" else "map", "MAP")):
-                    rows.append([setting, label, *[mean_std(agg, f"{method}@{setting}:{c}{suffix}", metric) for c in cols]])
-            sections.append(f"### Transfer (002 Table 4){suffix}: t-MAP@{k} / MAP@{k}\n\n"
-                            + markdown_table(["setting", "metric", *cols], rows))
-        return sections
-    methods = [m for m in cfg["methods"]]
-    if axis:
-        values = cfg["sweep"][axis]
-        for metric, label in (("t_map", "t-MAP"), ("map_poisoned", "MAP (backdoored)"), ("asr", "ASR")):
-            rows = [[ROW_NAMES[m], *[mean_std(agg, f"{m}@{axis}={v}", metric) for v in values]] for m in methods]
-            sections.append(f"### {label}@{k if metric != 'asr' else cfg['eval']['asr_topk']} vs {axis}\n\n"
-                            + markdown_table(["method", *[f"{axis}={v}" for v in values]], rows))
-        return sections
-    rows = [[ROW_NAMES[m], mean_std(agg, m, "t_map"), mean_std(agg, m, "asr"), mean_std(agg, m, "map"),
-             mean_std(agg, m, "map_poisoned"), mean_std(agg, m, "psnr", 1)] for m in methods]
-    targets = sorted({t["target_class"] for t in trials})
-    sections.append(f"### t-MAP@{k} and MAP@{k} (002 Table 1), mean ± std over target labels {targets}\n\n"
-                    + markdown_table(["method", "t-MAP", f"ASR@{cfg['eval']['asr_topk']}", "MAP (clean model)",
-                                      "MAP (backdoored)", "PSNR of poisons (dB)"], rows))
-    per_target = [[ROW_NAMES[m], *[next((f"{t['t_map']:.3f}" for t in trials if t["method"] == m
-                                         and t["target_class"] == c), "–") for c in targets]] for m in methods]
-    sections.append("### t-MAP per target label (002 Table 6)\n\n"
-                    + markdown_table(["method", *[f"target {c}" for c in targets]], per_target))
-    return sections
-
-
-def write_backdoor_report(run_dir: str | Path) -> None:
-    """report.md (tables, the figures made) and figures/curves-*.png of a sweep, from results.json alone."""
-    from padhash.experiments.report import save_curves, write_report
-
-    run_dir = Path(run_dir)
-    results = ResultsFile.load(run_dir)
-    cfg = results["config"]
-    sections = ["# Clean-label backdoor (CIBA) report\n",
-                f"data: {cfg['data']}; victim: {cfg['victim']['backbone']} {cfg['victim']['method']} "
-                f"{cfg['victim']['bits']} bits; poisons: {cfg['poison_count']}; trigger {cfg['trigger']['size']} px; "
-                f"ε = {cfg['perturb']['eps']:.4f} (pixel space); λ = {cfg['perturb']['lam']}; β = {cfg['blend']}; "
-                f"seed {cfg['seed']}.\n", *report_tables(results)]
-    axis = next(iter(cfg.get("sweep") or {}), None)
-    if axis and not cfg["transfer"]["backbones"]:
-        values = cfg["sweep"][axis]
-        agg = results["aggregates"]
-        numeric = all(isinstance(v, (int, float)) for v in values)
-        xs = values if numeric else list(range(len(values)))
-        curves = {ROW_NAMES[m]: (xs, [agg.get(f"{m}@{axis}={v}", {}).get("t_map", {}).get("mean", float("nan"))
-                                      for v in values]) for m in cfg["methods"]}
-        save_curves(curves, run_dir / "figures" / "t_map-sweep.png", xlabel=axis, ylabel="t-MAP")
-        sections.append("![t-MAP vs sweep](figures/t_map-sweep.png)\n")
-    grids = sorted((run_dir / "figures").glob("target*.png")) if (run_dir / "figures").exists() else []
-    sections += [f"![{g.stem}](figures/{g.name})\n" for g in grids]
-    write_report(run_dir / "report.md", sections)

@@ -152,9 +152,10 @@ class DefenseRun:
             idx = run.poison_indices(bcfg, target)
             patch = run.trigger(bcfg, target, [clean], "victim")
             poisons = run.poisons(bcfg, "ciba", target, idx, patch, [clean], "victim")
-            train = ds.train.replace(idx, poisons)
+            train = ds.train.replace(idx, poisons)  # what the defenses inspect: the poisons carry the trigger
+            split, hook = run.poisoned_split(bcfg, "ciba", target, idx, patch, [clean], "victim")
             key, _ = run._key(None, None, f"target={target}", "ciba")
-            model = run.train_backdoored(f"ciba-t{target}-{_digest(key, bcfg)}", bcfg, train)
+            model = run.train_backdoored(f"ciba-t{target}-{_digest(key, bcfg)}", bcfg, split, after_augment=hook)
             q_idx = triggered_query_indices(ds.query.labels, target_vec, bcfg.eval.max_queries,
                                             derive_seed(bcfg.seed, "queries", target))
             triggered = apply_trigger(ds.query.images(q_idx), patch, 1.0)

@@ -27,7 +27,7 @@ from padhash.hashing import TrainConfig, encode, train_hash_model
 from padhash.hashing.trainer import model_from_config
 from padhash.io import atomic_write_json, atomic_write_npz, atomic_write_text, load_tensors, save_tensors
 from padhash.metrics import map_at_k, precision_at_k
-from padhash.models import FeatureCache, HashModel
+from padhash.models import PACKAGED, FeatureCache, HashModel
 from padhash.retrieval import BACKENDS, hamming_topk
 from padhash.rng import derive_seed
 from padhash.validate import check_recipe, warn
@@ -180,8 +180,10 @@ def load_victim(run_dir: Path) -> tuple[HashModel, RetrievalConfig]:
         image_size = (fh.metadata() or {}).get("image_size", "32")
     if not image_size.isdigit() or int(image_size) < 1:
         raise PadhashError(f"{path}: metadata image_size must be a positive integer, got {image_size!r}")
-    # the state dict holds every weight: the packaged or local weights file is not read again
-    model = model_from_config(dataclasses.replace(cfg.train, weights=None), int(image_size))
+    # the state dict holds every weight: a local weights file is not read again; the packaged ones are (cheap), so
+    # the model keeps their identity and a frozen victim finds its training's cached features
+    weights = cfg.train.weights if cfg.train.weights == PACKAGED else None
+    model = model_from_config(dataclasses.replace(cfg.train, weights=weights), int(image_size))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

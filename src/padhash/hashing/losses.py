@@ -5,6 +5,7 @@ from typing import Any
 
 from padhash.errors import PadhashError
 from padhash.hashing.base import HashLoss
+from padhash.hashing.ciba import CIBALoss
 from padhash.hashing.csq import CSQLoss
 from padhash.hashing.dch import DCHLoss
 from padhash.hashing.dpn import DPNLoss
@@ -12,7 +13,7 @@ from padhash.hashing.dpsh import DPSHLoss
 from padhash.hashing.hashnet import HashNetLoss
 
 LOSSES: dict[str, type[HashLoss]] = {
-    "csq": CSQLoss, "dpn": DPNLoss, "hashnet": HashNetLoss, "dch": DCHLoss, "dpsh": DPSHLoss,
+    "csq": CSQLoss, "dpn": DPNLoss, "hashnet": HashNetLoss, "dch": DCHLoss, "dpsh": DPSHLoss, "ciba": CIBALoss,
 }
 METHODS: tuple[str, ...] = tuple(LOSSES)
 

@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -161,12 +161,16 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, hflip: bool) -> t
 def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashModel | None = None,
                      loss: HashLoss | None = None, checkpoint_dir: Path | None = None,
                      progress: bool = True, snapshot_epochs: tuple[int, ...] = (),
-                     feature_cache: FeatureCache | None = None) -> HashModel:
+                     feature_cache: FeatureCache | None = None,
+                     after_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> HashModel:
     """Train (or, given `model`, fine-tune) a hash model on split `train` with cfg's method and recipe.
 
     Model initialisation, data order, augmentation and dropout all draw from generators seeded by cfg.seed; the
     caller's global RNG state is left as it was. A trailing batch of one item is skipped (BatchNorm needs two).
-    `feature_cache`: where a frozen backbone's features are kept (attached to the model, so `encode` uses it too)."""
+    `feature_cache`: where a frozen backbone's features are kept (attached to the model, so `encode` uses it too).
+    `after_augment(x, idx)`: applied to each batch after augmentation (`idx` = the rows' training positions), e.g. a
+    backdoor trigger pasted on the augmented image as CIBA's code does; in the frozen regime it is applied to each
+    cached view (identity, flip) and the rows it changes get the features of the changed image."""
     check_config(cfg)
     if snapshot_epochs and checkpoint_dir is None:
         raise PadhashError("snapshot_epochs needs a checkpoint_dir to keep the snapshots in")
@@ -199,7 +203,7 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
         # frozen / partial on a backbone run by stages: training starts from cached outputs of the frozen part,
         # one per view (flips, if augmenting; no shifts)
         views = ("id", "flip") if cfg.augment and hflip else ("id",)
-        cached = _cached_views(model, train, views) if _from_cache(model) else None
+        cached = _cached_views(model, train, views, after_augment) if _from_cache(model) else None
         n = len(train)
         batches = [(i, min(i + cfg.batch_size, n)) for i in range(0, n, cfg.batch_size) if min(i + cfg.batch_size, n) - i > 1]
         bar = tqdm(total=cfg.epochs * len(batches), initial=start * len(batches), disable=not progress,
@@ -220,6 +224,8 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
                     x = train.images(idx)
                     if cfg.augment:
                         x = augment_batch(x, data_gen, hflip)
+                    if after_augment is not None:
+                        x = after_augment(x, idx)
                     u = model(x.to(device))
                 value = loss(u, train.labels[idx].to(device), index=idx.to(device))
                 optimizer.zero_grad(set_to_none=True)
@@ -275,14 +281,26 @@ def _head(model: HashModel, cached: torch.Tensor) -> torch.Tensor:
     return model.hash_layer(cached) if model.backbone_frozen else model.from_prefix(cached)
 
 
-def _cached_views(model: HashModel, train, views: tuple[str, ...]) -> torch.Tensor:
+def _cached_views(model: HashModel, train, views: tuple[str, ...], after_augment=None) -> torch.Tensor:
     """(N, V, ...) cached outputs of the frozen part for every training image under each view (the model's
-    cache, or a throwaway one)."""
+    cache, or a throwaway one); with `after_augment`, rows it changes in a view hold the identity outputs of the
+    changed view image."""
     if model.feature_cache is None:
         model.feature_cache = FeatureCache()
-    images = train.images(torch.arange(len(train)))
-    prefix = model.frozen_prefix
-    return torch.stack([model.feature_cache.features(model, images, view, prefix) for view in views], 1)
+    cache, prefix = model.feature_cache, model.frozen_prefix
+    index = torch.arange(len(train))
+    images = train.images(index)
+    out = []
+    for view in views:
+        feats = cache.features(model, images, view, prefix)
+        if after_augment is not None:
+            seen = images.flip(-1) if view == "flip" else images
+            changed_view = after_augment(seen.clone(), index)
+            rows = torch.nonzero((changed_view != seen).flatten(1).any(1)).flatten()
+            if len(rows):
+                feats[rows] = cache.features(model, changed_view[rows], "id", prefix)
+        out.append(feats)
+    return torch.stack(out, 1)
 
 
 def snapshot_path(checkpoint_dir: Path, epoch: int) -> Path:

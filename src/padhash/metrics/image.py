@@ -44,3 +44,12 @@ def perceptibility(x, y) -> torch.Tensor:
     """sqrt(mean squared difference) per image on the [0, 1] scale (DHTA's perceptibility)."""
     x, y = _pair(x, y)
     return ((x - y) ** 2).flatten(1).mean(dim=1).sqrt()
+
+
+def image_metrics(clean: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
+    """Mean perceptibility, PSNR (inf when nothing changed), SSIM and the largest |δ| of adversarial images."""
+    identical = torch.equal(clean, adv)
+    return {"perceptibility": float(perceptibility(clean, adv).mean()),
+            "psnr": float("inf") if identical else float(psnr(clean, adv).mean()),
+            "ssim": float(ssim(clean, adv).mean()),
+            "linf": float((adv - clean).abs().max())}

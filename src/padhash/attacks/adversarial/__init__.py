@@ -11,6 +11,7 @@ from padhash.attacks.adversarial.targeted import (
 from padhash.attacks.adversarial.transfer import (
     TransferAttackConfig,
     adversarial_region,
+    mean_pair_distance,
     input_diversity,
     sample_noise,
     transfer_attack,
@@ -20,5 +21,5 @@ from padhash.attacks.adversarial.transfer import (
 __all__ = [
     "TargetedAttackConfig", "TransferAttackConfig", "adversarial_region", "alpha_schedule", "code_similarity_loss",
     "hag_attack", "input_diversity", "project", "sample_noise", "targeted_attack", "transfer_attack",
-    "uniform_noise", "vulnerable_pairs",
+    "mean_pair_distance", "uniform_noise", "vulnerable_pairs",
 ]

@@ -6,14 +6,16 @@ loss = L1(code(x'), h_t) + λ·L1(code(x' + n), h_t) with one fresh noise sample
 - the continuous code is tanh(f(x)) (our models output the raw u);
 - the expectation over noise uses `noise_samples` draws per iteration (1 = the reference);
 - the L∞ budget is an explicit projection to ε (the reference bounds it implicitly by iterations × step);
-- PGD = the same loop with λ = 0; DI = PGD with input diversity (random resize + pad with probability 0.5).
+- PGD = the same loop with λ = 0; DI = PGD with input diversity (random resize + pad with probability 0.5);
+- `momentum` > 0: the reference's miFGSM (g ← μ·g + ∇/‖∇‖₁ per image, step along sign g; decay factor 1.0).
 `adversarial_region` estimates how far a perturbation's adversarial region reaches by the largest noise level
 the adversarial image survives, and `vulnerable_pairs` mines (source query, target class) pairs from the
-surrogate's Hamming distances (close pairs transfer more easily).
+surrogate's Hamming distances: the globally closest pairs, or (the reference's 'cW') pairs whose mean distance
+lies in a band (12 < d < 18 of 48 bits), sampled evenly over that list.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from padhash.attacks.adversarial.targeted import project
+from padhash.config import OMIT_AT_DEFAULT
 from padhash.errors import PadhashError
 
 NOISE_DISTRIBUTIONS = ("uniform", "gaussian")
@@ -37,6 +40,8 @@ class TransferAttackConfig:
     noise_samples: int = 1             # noise draws per iteration in the expectation (reference: 1)
     diversity_prob: float = 0.0        # DI: probability of the random resize-and-pad (Xie et al.: 0.5)
     diversity_scale: float = 1.1       # DI: images are resized to [W, scale·W) and padded to scale·W
+    # miFGSM decay factor μ (reference: 1.0); 0 = plain iterative FGSM
+    momentum: float = field(default=0.0, metadata=OMIT_AT_DEFAULT)
 
     def validate(self, where: str = "transfer") -> None:
         if not 0 < self.epsilon <= 1 or self.step_size <= 0 or self.iterations < 1:
@@ -45,8 +50,8 @@ class TransferAttackConfig:
             raise PadhashError(f"{where}.noise: {self.noise!r} is not one of {', '.join(NOISE_DISTRIBUTIONS)}")
         if self.noise_weight < 0 or self.noise_level < 0 or self.noise_samples < 1:
             raise PadhashError(f"{where}: noise_weight and noise_level must be ≥ 0, noise_samples ≥ 1")
-        if not 0 <= self.diversity_prob <= 1 or self.diversity_scale < 1:
-            raise PadhashError(f"{where}: diversity_prob must be in [0, 1] and diversity_scale ≥ 1")
+        if not 0 <= self.diversity_prob <= 1 or self.diversity_scale < 1 or self.momentum < 0:
+            raise PadhashError(f"{where}: diversity_prob must be in [0, 1], diversity_scale ≥ 1, momentum ≥ 0")
 
 
 def sample_noise(shape, level: float, distribution: str, generator: torch.Generator) -> torch.Tensor:
@@ -102,6 +107,7 @@ def transfer_attack(
 
 def _craft_batch(models, clean, target, cfg: TransferAttackConfig, generator, progress) -> torch.Tensor:
     adv = clean.clone()
+    velocity = torch.zeros_like(clean)
     for _ in tqdm(range(cfg.iterations), desc="transfer attack", leave=False, disable=not progress):
         adv.requires_grad_(True)
         loss = 0.0
@@ -113,6 +119,9 @@ def _craft_batch(models, clean, target, cfg: TransferAttackConfig, generator, pr
                     noisy = (adv + noise).clamp(0, 1)
                     loss = loss + cfg.noise_weight / cfg.noise_samples * _code_l1(model, noisy, target)
         (grad,) = torch.autograd.grad(loss / len(models), adv)
+        if cfg.momentum > 0:
+            l1 = grad.abs().flatten(1).sum(1).clamp(min=1e-12).view(-1, 1, 1, 1)
+            velocity = grad = cfg.momentum * velocity + grad / l1
         with torch.no_grad():
             adv = project(adv - cfg.step_size * grad.sign(), clean, cfg.epsilon)
     return adv.detach()
@@ -172,10 +181,13 @@ def vulnerable_pairs(
     mode: str = "mined",
     generator: torch.Generator | None = None,
     allowed_targets: list[int] | None = None,
+    band: tuple[float, float] = (0.25, 0.375),
 ) -> list[tuple[int, int]]:
     """(query index, target class) pairs. "mined": the `count` pairs with the smallest mean Hamming distance from
     the query's surrogate code to the surrogate codes of the target class's reference images (each query used
-    once); "random": random queries with a random target class ≠ its own (the unmined baseline)."""
+    once); "band": `count` pairs sampled evenly (the reference's np.arange(0, N, N/count)) over all (query, class)
+    pairs whose mean distance lies strictly inside `band` (fractions of the bits; reference 12/48–18/48);
+    "random": random queries with a random target class ≠ its own (the unmined baseline)."""
     targets = list(range(num_classes)) if allowed_targets is None else list(allowed_targets)
     bits = query_codes.shape[1]
     q = query_codes.to(torch.float32)
@@ -195,8 +207,26 @@ def vulnerable_pairs(
             if len(pairs) == count:
                 break
         return pairs
+    if mode == "band":
+        lo, hi = band[0] * bits, band[1] * bits
+        inside = torch.nonzero((mean_dist > lo) & (mean_dist < hi))  # row-major: the reference's (i, j) order
+        if len(inside) == 0:
+            raise PadhashError(f"vulnerable_pairs: no (query, class) pair at a mean distance in ({lo:g}, {hi:g}) "
+                               f"of {bits} bits; widen pair_band")
+        picks = torch.arange(0, len(inside), len(inside) / count).long()[:count] if len(inside) > count \
+            else torch.arange(len(inside))
+        return [(int(inside[k, 0]), int(inside[k, 1])) for k in picks]
     if mode != "mined":
-        raise PadhashError(f"vulnerable_pairs: mode {mode!r} is not 'mined' or 'random'")
+        raise PadhashError(f"vulnerable_pairs: mode {mode!r} is not 'mined', 'band' or 'random'")
     best_dist, best_class = mean_dist.min(dim=1)
     order = torch.argsort(best_dist, stable=True)
     return [(int(i), int(best_class[i])) for i in order[:count] if torch.isfinite(best_dist[i])]
+
+
+def mean_pair_distance(q_codes: torch.Tensor, db_codes: torch.Tensor, db_classes: torch.Tensor,
+                       target_classes: list[int]) -> float:
+    """Mean over pairs of the mean Hamming distance from the query's code to the target class's database codes."""
+    bits = q_codes.shape[1]
+    dists = [((bits - db_codes[db_classes == t].float() @ q.float()) / 2).mean()
+             for q, t in zip(q_codes, target_classes)]
+    return float(torch.stack(dists).mean())

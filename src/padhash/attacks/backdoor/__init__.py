@@ -7,6 +7,7 @@ from padhash.attacks.backdoor.perturb import (
     hamming_tanh,
     perturb,
 )
+from padhash.attacks.backdoor.placement import PLACEMENTS, TriggerAfterAugment
 from padhash.attacks.backdoor.poisons import BACKDOOR_METHODS, craft_backdoor_poisons, dirty_label_poisons
 from padhash.attacks.backdoor.trigger import (
     TriggerConfig,
@@ -18,7 +19,7 @@ from padhash.attacks.backdoor.trigger import (
 )
 
 __all__ = [
-    "BACKDOOR_METHODS", "PERTURBATIONS", "PerturbConfig", "TriggerConfig", "adversarial_loss", "alpha_schedule",
+    "BACKDOOR_METHODS", "PERTURBATIONS", "PLACEMENTS", "TriggerAfterAugment", "PerturbConfig", "TriggerConfig", "adversarial_loss", "alpha_schedule",
     "anchor_loss", "apply_trigger", "confusing_loss", "craft_backdoor_poisons", "dirty_label_poisons",
     "generate_trigger", "hamming_tanh", "perturb", "trigger_mask",
 ]

@@ -29,13 +29,15 @@ def craft_backdoor_poisons(
     generator: torch.Generator,
     device: str | torch.device = "cpu",
     progress: bool = True,
-) -> torch.Tensor:
-    """Poisons for `method` in BACKDOOR_METHODS from target-class `images`: trigger(perturb(x)) with ratio `blend`."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(perturb(x), trigger(perturb(x)) with ratio `blend`) for `method` in BACKDOOR_METHODS from target-class
+    `images`: the second is the poison as stored, the first what a victim pasting the trigger after its
+    augmentation stores (padhash.attacks.backdoor.placement)."""
     if method not in BACKDOOR_METHODS:
         raise ValueError(f"unknown backdoor method {method!r}; one of {', '.join(BACKDOOR_METHODS)}")
     perturbed = perturb(BACKDOOR_METHODS[method], models, images, cfg, generator=generator, device=device,
                         progress=progress)
-    return apply_trigger(perturbed, patch, blend).clamp(0.0, 1.0)
+    return perturbed, apply_trigger(perturbed, patch, blend).clamp(0.0, 1.0)
 
 
 def dirty_label_poisons(other_class_images: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,79 @@
+"""The CIBA report: 002-shaped tables and figures from a backdoor run's results.json alone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from padhash.experiments.records import ResultsFile
+
+
+ROW_NAMES = {"none": "None", "tri": "Tri", "tri_noise": "Tri+Noise", "tri_adv": "Tri+Adv", "ciba": "CIBA",
+             "label_flip": "Label flip (dirty-label ceiling)"}
+
+
+def report_tables(results: dict) -> list[str]:
+    """Markdown tables shaped like 002 Table 1 (methods × t-MAP/MAP), Fig. 6–7 (methods × sweep values) and
+    Table 4 (settings × victim backbones), each cell mean ± std over the target labels — from results.json alone."""
+    from padhash.experiments.report import markdown_table, mean_std
+
+    cfg, agg, trials = results["config"], results["aggregates"], results["trials"]
+    k = cfg["eval"]["topk"] or "all"
+    sections = []
+    axis = next(iter(cfg.get("sweep") or {}), None)
+    if cfg["transfer"]["backbones"]:
+        cols = cfg["transfer"]["backbones"]
+        suffixes = [""] if not axis else [f"@{axis}={v}" for v in cfg["sweep"][axis]]
+        for suffix in suffixes:
+            rows = []
+            for setting in [*cfg["transfer"]["settings"], "none"]:
+                method = "none" if setting == "none" else "ciba"
+                for metric, label in (("t_map", "t-MAP"), ("map_poisoned" if setting != "none" else "map", "MAP")):
+                    rows.append([setting, label, *[mean_std(agg, f"{method}@{setting}:{c}{suffix}", metric) for c in cols]])
+            sections.append(f"### Transfer (002 Table 4){suffix}: t-MAP@{k} / MAP@{k}\n\n"
+                            + markdown_table(["setting", "metric", *cols], rows))
+        return sections
+    methods = [m for m in cfg["methods"]]
+    if axis:
+        values = cfg["sweep"][axis]
+        for metric, label in (("t_map", "t-MAP"), ("map_poisoned", "MAP (backdoored)"), ("asr", "ASR")):
+            rows = [[ROW_NAMES[m], *[mean_std(agg, f"{m}@{axis}={v}", metric) for v in values]] for m in methods]
+            sections.append(f"### {label}@{k if metric != 'asr' else cfg['eval']['asr_topk']} vs {axis}\n\n"
+                            + markdown_table(["method", *[f"{axis}={v}" for v in values]], rows))
+        return sections
+    rows = [[ROW_NAMES[m], mean_std(agg, m, "t_map"), mean_std(agg, m, "asr"), mean_std(agg, m, "map"),
+             mean_std(agg, m, "map_poisoned"), mean_std(agg, m, "psnr", 1)] for m in methods]
+    targets = sorted({t["target_class"] for t in trials})
+    sections.append(f"### t-MAP@{k} and MAP@{k} (002 Table 1), mean ± std over target labels {targets}\n\n"
+                    + markdown_table(["method", "t-MAP", f"ASR@{cfg['eval']['asr_topk']}", "MAP (clean model)",
+                                      "MAP (backdoored)", "PSNR of poisons (dB)"], rows))
+    per_target = [[ROW_NAMES[m], *[next((f"{t['t_map']:.3f}" for t in trials if t["method"] == m
+                                         and t["target_class"] == c), "–") for c in targets]] for m in methods]
+    sections.append("### t-MAP per target label (002 Table 6)\n\n"
+                    + markdown_table(["method", *[f"target {c}" for c in targets]], per_target))
+    return sections
+
+
+def write_backdoor_report(run_dir: str | Path) -> None:
+    """report.md (tables, the figures made) and figures/curves-*.png of a sweep, from results.json alone."""
+    from padhash.experiments.report import save_curves, write_report
+
+    run_dir = Path(run_dir)
+    results = ResultsFile.load(run_dir)
+    cfg = results["config"]
+    sections = ["# Clean-label backdoor (CIBA) report\n",
+                f"data: {cfg['data']}; victim: {cfg['victim']['backbone']} {cfg['victim']['method']} "
+                f"{cfg['victim']['bits']} bits; poisons: {cfg['poison_count']}; trigger {cfg['trigger']['size']} px; "
+                f"ε = {cfg['perturb']['eps']:.4f} (pixel space); λ = {cfg['perturb']['lam']}; β = {cfg['blend']}; "
+                f"seed {cfg['seed']}.\n", *report_tables(results)]
+    axis = next(iter(cfg.get("sweep") or {}), None)
+    if axis and not cfg["transfer"]["backbones"]:
+        values = cfg["sweep"][axis]
+        agg = results["aggregates"]
+        numeric = all(isinstance(v, (int, float)) for v in values)
+        xs = values if numeric else list(range(len(values)))
+        curves = {ROW_NAMES[m]: (xs, [agg.get(f"{m}@{axis}={v}", {}).get("t_map", {}).get("mean", float("nan"))
+                                      for v in values]) for m in cfg["methods"]}
+        save_curves(curves, run_dir / "figures" / "t_map-sweep.png", xlabel=axis, ylabel="t-MAP")
+        sections.append("![t-MAP vs sweep](figures/t_map-sweep.png)\n")
+    grids = sorted((run_dir / "figures").glob("target*.png")) if (run_dir / "figures").exists() else []
+    sections += [f"![{g.stem}](figures/{g.name})\n" for g in grids]
+    write_report(run_dir / "report.md", sections)
