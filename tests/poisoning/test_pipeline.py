@@ -29,6 +29,10 @@ def test_ladder_runs_and_label_flip_reaches_the_target(tiny_npz, tmp_path):
     assert share["label_flip"] > share["none"]
     for t in results["trials"]:
         assert t["poisons_in_database"] is True and t["database_size"] == 60  # paper preset: train = database
+        # the clean-database view: the poisoned victim searching the unpoisoned split (for none: the same search)
+        assert 0 <= t["asr_clean_db"] <= 1 and len(t["target_fraction_clean_db"]) == 1
+        if t["method"] == "none":
+            assert t["asr_clean_db"] == t["asr"] and t["target_fraction_clean_db"] == t["target_fraction"]
         if t["method"] in ("witches_brew", "padhash"):
             assert t["linf"] <= 16 / 255 + 1e-6 and t["poison_count"] == 6
             assert t["alpha"] == (0.0 if t["method"] == "witches_brew" else 0.2)
