@@ -48,7 +48,8 @@ def _searched_databases(monkeypatch):
     real = poisoning.PoisoningRun.codes
 
     def spy(self, name, model, images_or_split):
-        if name.startswith("victim-") and "/db-" in name:
+        # the searched database (the clean-database view, "/db-clean", is the loaded database by construction)
+        if name.startswith("victim-") and "/db-" in name and not name.endswith("/db-clean"):
             seen[name] = images_or_split
         return real(self, name, model, images_or_split)
 
@@ -93,7 +94,7 @@ def test_poisons_are_appended_to_a_separate_database(tiny_npz, tmp_path, monkeyp
 
 
 def test_asr_is_the_share_of_target_labels_in_the_top_k(tiny_npz, tmp_path):
-    """Recompute ASR@K from the victim's codes by hand: ascending Hamming, ties by index, success at ≥ threshold."""
+    """Recompute ASR@K from the victim's codes by hand: ascending Hamming, ties by index, success above the threshold."""
     from padhash.hashing import encode
 
     cfg = _cfg(tiny_npz, methods=["none"], pairs=3, eval={"topk": 10, "threshold": 0.3})
@@ -108,7 +109,7 @@ def test_asr_is_the_share_of_target_labels_in_the_top_k(tiny_npz, tmp_path):
         top = sorted(range(len(db)), key=lambda i: (float(dist[0, i]), i))[:10]
         share = float((ds.database.labels[top, t["target_class"]] > 0).float().mean())
         assert t["target_fraction"][0] == pytest.approx(share)
-        assert t["asr"] == (1.0 if share >= 0.3 else 0.0)
+        assert t["asr"] == (1.0 if share > 0.3 + 1e-9 else 0.0)  # strict: MORE than 30 % (PADHASH)
 
 
 def test_resume_after_a_kill_gives_the_same_results(tiny_npz, tmp_path, monkeypatch):
