@@ -303,7 +303,7 @@ class PoisoningRun:
                 after = evaluate(cfg, seed, p, pvictim, p_db, database, triggers, target)
                 clean_view = after
                 if database is not ds.database:  # the clean-database view: the poisoned victim, unpoisoned database
-                    clean_codes = self.codes(pv_name + "/db-clean", pvictim, ds.database)
+                    clean_codes = self.codes(pv_name + "/clean-view", pvictim, ds.database)
                     clean_view = evaluate(cfg, seed, p, pvictim, clean_codes, ds.database, triggers, target)
                 record.update(alpha=cfg.attack.alpha if method == "padhash" else (0.0 if method == "witches_brew" else None),
                               poison_count=len(base_idx), poison_indices=[int(i) for i in base_idx],
