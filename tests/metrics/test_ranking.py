@@ -72,20 +72,20 @@ def test_pr_curve_per_radius():
     np.testing.assert_allclose(recall, [0.5, 0.5, 1.0])
 
 
-def test_asr_threshold_boundary_is_inclusive():
-    db_labels = torch.tensor([A] * 12 + [B] * 29)
-    ranked = torch.arange(40).unsqueeze(0)
-    asr, fractions = asr_at_k(ranked, db_labels, torch.tensor(A), threshold=0.3)
-    assert asr == 1.0 and fractions.tolist() == [0.3]
-    ranked_11 = torch.cat([torch.arange(11), torch.arange(12, 41)]).unsqueeze(0)  # 11 of 40 carry A
-    asr, fractions = asr_at_k(ranked_11, db_labels, torch.tensor(A), threshold=0.3)
-    assert asr == 0.0 and fractions.item() == pytest.approx(11 / 40)
+def test_asr_threshold_is_strict_more_than():
+    # PADHASH: success = MORE than 30 % of the top 40, so 12 of 40 fails and 13 of 40 passes
+    db_labels = torch.tensor([A] * 13 + [B] * 29)
+    ranked_12 = torch.cat([torch.arange(12), torch.arange(13, 41)]).unsqueeze(0)
+    asr, fractions = asr_at_k(ranked_12, db_labels, torch.tensor(A), threshold=0.3)
+    assert asr == 0.0 and fractions.tolist() == [0.3]
+    asr, fractions = asr_at_k(torch.arange(40).unsqueeze(0), db_labels, torch.tensor(A), threshold=0.3)
+    assert asr == 1.0 and fractions.item() == pytest.approx(13 / 40)
 
 
 def test_asr_multi_hot_target_and_per_query_targets():
     db_labels = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1]])
     ranked = torch.tensor([[0, 1, 2, 3], [2, 3, 0, 1]])
-    asr, fractions = asr_at_k(ranked[:, :2], db_labels, torch.tensor([[0, 1.0, 1], [1.0, 0, 0]]), threshold=0.5)
+    asr, fractions = asr_at_k(ranked[:, :2], db_labels, torch.tensor([[0, 1.0, 1], [1.0, 0, 0]]), threshold=0.4)
     # q0 target {1,2}: items 0,1 -> 1 of 2; q1 target {0}: items 2,3 -> 0 of 2
     assert fractions.tolist() == [0.5, 0.0] and asr == 0.5
 

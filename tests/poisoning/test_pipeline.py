@@ -29,6 +29,10 @@ def test_ladder_runs_and_label_flip_reaches_the_target(tiny_npz, tmp_path):
     assert share["label_flip"] > share["none"]
     for t in results["trials"]:
         assert t["poisons_in_database"] is True and t["database_size"] == 60  # paper preset: train = database
+        # the clean-database view: the poisoned victim searching the unpoisoned split (for none: the same search)
+        assert 0 <= t["asr_clean_db"] <= 1 and len(t["target_fraction_clean_db"]) == 1
+        if t["method"] == "none":
+            assert t["asr_clean_db"] == t["asr"] and t["target_fraction_clean_db"] == t["target_fraction"]
         if t["method"] in ("witches_brew", "padhash"):
             assert t["linf"] <= 16 / 255 + 1e-6 and t["poison_count"] == 6
             assert t["alpha"] == (0.0 if t["method"] == "witches_brew" else 0.2)
@@ -89,7 +93,7 @@ def test_poisons_are_appended_to_a_separate_database(tiny_npz, tmp_path, monkeyp
 
 
 def test_asr_is_the_share_of_target_labels_in_the_top_k(tiny_npz, tmp_path):
-    """Recompute ASR@K from the victim's codes by hand: ascending Hamming, ties by index, success at ≥ threshold."""
+    """Recompute ASR@K from the victim's codes by hand: ascending Hamming, ties by index, success above the threshold."""
     from padhash.hashing import encode
 
     cfg = _cfg(tiny_npz, methods=["none"], pairs=3, eval={"topk": 10, "threshold": 0.3})
@@ -104,7 +108,7 @@ def test_asr_is_the_share_of_target_labels_in_the_top_k(tiny_npz, tmp_path):
         top = sorted(range(len(db)), key=lambda i: (float(dist[0, i]), i))[:10]
         share = float((ds.database.labels[top, t["target_class"]] > 0).float().mean())
         assert t["target_fraction"][0] == pytest.approx(share)
-        assert t["asr"] == (1.0 if share >= 0.3 else 0.0)
+        assert t["asr"] == (1.0 if share > 0.3 + 1e-9 else 0.0)  # strict: MORE than 30 % (PADHASH)
 
 
 def test_resume_after_a_kill_gives_the_same_results(tiny_npz, tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ def register(commands) -> None:
         _common(p)
         _remote(p)
         p.set_defaults(func=_attack, ladder=name)
-    demo = commands.top.add_parser("demo", help="PADHASH sanity ladder on the embedded digits (≈10 min on 2 cores)")
+    demo = commands.top.add_parser("demo", help="PADHASH ladder on the embedded digits, pretrained frozen EfficientNet-Lite0 (≤10 min on 2 cores)")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     demo.add_argument("--pairs", type=int, default=None, help="(trigger, target) pairs (default: the demo's)")
     _common(demo)

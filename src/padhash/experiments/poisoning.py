@@ -3,246 +3,51 @@
 Roles are kept apart. The *victim* owns the data set, its hash method, backbone, code length, initial weights and
 training recipe; it trains with a seed derived from (seed, "victim"). The *attacker* sees only a stolen stratified
 fraction of the victim's training split (or another data set), trains its own surrogate(s) with seeds derived from
-(seed, "attacker"), and crafts poisons from target-class images of the victim's training split; it never touches
-victim weights. The victim then retrains with the poisons swapped in (labels unchanged).
+(seed, "attacker"), and crafts poisons from target-class images of its stolen share (Alg. 1 line 4; `attack.bases_from:
+train` draws them from the victim's whole training split instead); it never touches victim weights. The surrogate
+defaults to the victim's backbone and public weights (gray-box). The victim retrains with the poisons swapped in.
 
 The ladder, on the same (trigger, target) pairs: `none` (the bases unperturbed: the training set is unchanged, so
 this is the clean victim itself, trained once per seed), `witches_brew` (α = 0), `padhash` (α = attack.alpha) and
 `label_flip` (the dirty-label upper bound: copies of the trigger itself, labelled y_t, in place of the poisons).
 
-Study levers (issue 9; each off by default, the faithful setting): `public` trains a "public" model on a disjoint
-part of the training split (`data.options.train_part`) that victim and surrogate then fine-tune; `surrogate.checkpoints`
-crafts against several points of one surrogate training; `attack.project_out` (padhash.attacks.poisoning.craft).
+Study levers (each off by default, the faithful setting): `public` (a "public" model pretrained on a disjoint
+`data.options.train_part`), `surrogate.checkpoints` (an ensemble of training points), `attack.project_out`.
 
 Where the victim searches (`poisons_in_database`): PADHASH Section IV retrains the victim because many new images
 entered its database, so when the training split IS the database (the "paper" presets) the poisoned victim encodes
 and searches the poisoned split, for ASR and MAP* alike ("auto", the default). `true` with a separate database
 appends every rung's poisons (label_flip's copies too) to it; `false` searches the clean database as loaded.
+Every rung also reports `asr_clean_db`: the poisoned victim searching the clean database as loaded (the unpoisoned
+training split under the paper presets): did the trigger's own code move, or only the poisons next to it?
+
+Frozen backbones: one FeatureCache (RUN/features, or `feature_cache`) serves victims and surrogates, so only new
+images (poisons, triggers) pass the backbone. Configs: poisoning_config; evaluation: poisoning_eval.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from padhash.attacks.poisoning import CraftConfig, craft_poisons, gradient_norm, matched_parameters, parameter_gradient
-from padhash.config import OMIT_AT_DEFAULT, convert_field, from_dict, load_yaml, to_dict
-from padhash.defenses.preprocess import gaussian_noise, jpeg
+from padhash.attacks.poisoning import craft_poisons, gradient_norm, matched_parameters, parameter_gradient
+from padhash.config import to_dict
 from padhash.errors import PadhashError
-from padhash.runs import owns_run_folder
-from padhash.validate import available_device, check_device, check_range, check_recipe
+from padhash.experiments.poisoning_config import (  # noqa: F401  (re-exported: the experiment's public names)
+    CRAFTED, DEMO_CONFIG, METHODS, PUBLIC_INIT, PoisoningConfig, config_from_dict, digest, load_poisoning_config,
+    override_path, surrogate_members,
+)
+from padhash.experiments.poisoning_eval import evaluate, poison_codes, poison_quality, save_images
 from padhash.experiments.records import ResultsFile
 from padhash.io import atomic_write_json, load_tensors, save_tensors
 from padhash.rng import derive_seed
-
-METHODS = ("none", "witches_brew", "padhash", "label_flip")
-CRAFTED = ("witches_brew", "padhash")
-BASES_FROM = ("train", "stolen")
-BASE_SELECTIONS = ("random", "gradient_norm")
-THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-POISONS_IN_DATABASE = ("auto", True, False)
-PUBLIC_INIT = "public:"  # an init naming this run's public model: RUN/models/<name>/weights.safetensors
-
-
-def _data_config():
-    from padhash.data import DataConfig
-
-    return DataConfig()
-
-
-def _train_config():
-    from padhash.hashing import TrainConfig
-
-    return TrainConfig()
-
-
-@dataclass
-class SurrogateConfig:
-    backbones: list[str] = field(default_factory=lambda: ["smallcnn"])  # more than one = ensemble (black-box)
-    method: str | None = None          # None = the victim's hash method (gray-box)
-    bits: int | None = None            # None = the victim's code length
-    stolen_fraction: float = 0.1       # stratified share of the victim's training split the attacker holds
-    data: Any = None                   # a DataConfig: train the surrogate on another data set instead (Table X)
-    epochs: int | None = None          # None = the victim's recipe
-    lr: float | None = None
-    weights: list[str] = field(default_factory=list)  # local backbone weight files, one per backbone (or none)
-    init: str | None = None            # a HashModel .safetensors both sides start from (the "public" model)
-    # epochs of the surrogate's training whose weights are ensemble members (one training per backbone, one member
-    # per listed epoch: poisons matched against early and late surrogates); [] = the trained surrogate only
-    checkpoints: list[int] = field(default_factory=list, metadata=OMIT_AT_DEFAULT)
-
-
-@dataclass
-class PublicConfig:
-    """A "public" model pretrained by the project on a part of the training split disjoint from the victim's
-    (`data.options.train_part`); victim and surrogate fine-tune it (the papers' shared pretrained start)."""
-    train_part: list[float] = field(default_factory=lambda: [0.0, 0.5])
-    epochs: int = 15
-    lr: float | None = None            # None = the trainer's default for the victim's optimizer (Adam 1e-3)
-
-
-@dataclass
-class AttackConfig(CraftConfig):
-    poison_ratio: float = 0.0025       # poisons / victim training set (PADHASH CIFAR-10: 0.25%)
-    poison_count: int | None = None    # overrides poison_ratio when given
-    triggers: int = 1                  # trigger images per pair (same source class; their gradients are averaged)
-    target_classes: int = 1            # classes in y_t (>1: a multi-hot target)
-    bases_from: str = "train"          # "train": target-class images of the victim's training split; "stolen"
-    base_selection: str = "random"     # "random" (Witches' Brew) | "gradient_norm" (largest surrogate gradient)
-
-
-@dataclass
-class EvalConfig:
-    topk: int = 40                     # ASR@K (PADHASH: 40)
-    threshold: float = 0.3             # a trigger succeeds when ≥ this share of its top-K carries y_t
-    noise_std: float = 8 / 255         # Gaussian noise on the triggers (Table VIII)
-    jpeg_quality: int = 85             # JPEG on the triggers (Table VIII)
-    map_topk: int | None = None        # MAP / MAP* over the query split; None = mAP@all
-
-
-@dataclass
-class PoisoningConfig:
-    data: Any = field(default_factory=_data_config)          # padhash.data.DataConfig
-    victim: Any = field(default_factory=_train_config)       # padhash.hashing.TrainConfig (victim's recipe)
-    victim_init: str | None = None     # a HashModel .safetensors the victim fine-tunes from (None = from scratch)
-    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
-    attack: AttackConfig = field(default_factory=AttackConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    pairs: int = 5                     # (trigger, target) pairs per seed
-    seeds: list[int] = field(default_factory=lambda: [0])
-    sweep: dict[str, list] = field(default_factory=dict)     # one axis, e.g. {"attack.alpha": [0.0, 0.1, 0.2]}
-    device: str = "cpu"
-    poisons_in_database: bool | str = "auto"  # the poisoned victim searches the poisoned images too; auto = true
-                                              # iff the training split is the database (PADHASH Section IV)
-    # victim and surrogate fine-tune a public model trained on a disjoint part of the training split (PublicConfig)
-    public: PublicConfig | None = field(default=None, metadata=OMIT_AT_DEFAULT)
-
-
-def config_from_dict(data: dict[str, Any], where: str = "config") -> PoisoningConfig:
-    """Build and check a PoisoningConfig (nested data / victim / surrogate.data use the foundation's dataclasses)."""
-    from padhash.data import DataConfig
-    from padhash.hashing import TrainConfig
-
-    data = dict(data)
-    nested = {"data": DataConfig, "victim": TrainConfig}
-    built = {k: from_dict(cls, data.pop(k) or {}, f"{where}.{k}") for k, cls in nested.items() if k in data}
-    surrogate = dict(data.pop("surrogate", None) or {})
-    sur_data = surrogate.pop("data", None)
-    cfg = from_dict(PoisoningConfig, {**data, "surrogate": surrogate}, where)
-    for k, v in built.items():
-        setattr(cfg, k, v)
-    if sur_data is not None:
-        cfg.surrogate.data = from_dict(DataConfig, sur_data, f"{where}.surrogate.data")
-    _validate(cfg, where)
-    return cfg
-
-
-def load_poisoning_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PoisoningConfig:
-    data = load_yaml(path)
-    data.update(overrides or {})
-    return config_from_dict(data, Path(path).name)
-
-
-def _validate(cfg: PoisoningConfig, where: str) -> None:
-    bad = [m for m in cfg.methods if m not in METHODS]
-    if bad or not cfg.methods:
-        raise PadhashError(f"{where}.methods: {bad or '[]'} not in {', '.join(METHODS)}")
-    if cfg.pairs < 1 or not cfg.seeds:
-        raise PadhashError(f"{where}: pairs must be ≥ 1 and seeds non-empty")
-    check_recipe(cfg.victim, f"{where}.victim")
-    check_device(cfg.device, f"{where}.device")
-    check_range(f"{where}.eval.jpeg_quality", cfg.eval.jpeg_quality, 1, 100)
-    check_range(f"{where}.eval.noise_std", cfg.eval.noise_std, 0)
-    a = cfg.attack
-    a.validate()
-    if a.bases_from not in BASES_FROM:
-        raise PadhashError(f"{where}.attack.bases_from: {a.bases_from!r} is not one of {', '.join(BASES_FROM)}")
-    if a.base_selection not in BASE_SELECTIONS:
-        raise PadhashError(f"{where}.attack.base_selection: {a.base_selection!r} is not one of {', '.join(BASE_SELECTIONS)}")
-    if a.poison_count is None and not 0 < a.poison_ratio < 1:
-        raise PadhashError(f"{where}.attack.poison_ratio: must be in (0, 1), got {a.poison_ratio}")
-    if a.poison_count is not None and a.poison_count < 1:
-        raise PadhashError(f"{where}.attack.poison_count: must be ≥ 1, got {a.poison_count}")
-    if a.triggers < 1 or a.target_classes < 1:
-        raise PadhashError(f"{where}.attack: triggers and target_classes must be ≥ 1")
-    if not 0 < cfg.surrogate.stolen_fraction <= 1:
-        raise PadhashError(f"{where}.surrogate.stolen_fraction: must be in (0, 1], got {cfg.surrogate.stolen_fraction}")
-    if not cfg.surrogate.backbones:
-        raise PadhashError(f"{where}.surrogate.backbones: give at least one backbone")
-    if cfg.surrogate.weights and len(cfg.surrogate.weights) != len(cfg.surrogate.backbones):
-        raise PadhashError(f"{where}.surrogate.weights: give one file per backbone ({len(cfg.surrogate.backbones)})")
-    if not 0 < cfg.eval.threshold <= 1 or cfg.eval.topk < 1:
-        raise PadhashError(f"{where}.eval: topk must be ≥ 1 and threshold in (0, 1]")
-    if cfg.poisons_in_database not in POISONS_IN_DATABASE:
-        raise PadhashError(f"{where}.poisons_in_database: {cfg.poisons_in_database!r} is not one of auto, true, false")
-    _validate_levers(cfg, where)
-    if len(cfg.sweep) > 1:
-        raise PadhashError(f"{where}.sweep: one axis at a time, got {', '.join(cfg.sweep)}")
-    for path, values in cfg.sweep.items():
-        if not values:
-            raise PadhashError(f"{where}.sweep.{path}: give at least one value")
-        for value in values:  # every point checked before any training starts
-            point = _override(cfg, path, value, where)
-            point.sweep = {}
-            _validate(point, f"{where} (sweep {path}={value!r})")
-
-
-def _validate_levers(cfg: PoisoningConfig, where: str) -> None:
-    from padhash.data.sampling import check_train_part
-
-    s, v = cfg.surrogate, cfg.victim
-    epochs = s.epochs or v.epochs
-    if len(set(s.checkpoints)) != len(s.checkpoints) or any(not 1 <= e <= epochs for e in s.checkpoints):
-        raise PadhashError(f"{where}.surrogate.checkpoints: distinct epochs in 1..{epochs}, got {s.checkpoints}")
-    if cfg.public is None:
-        return
-    p, own = cfg.public, cfg.data.options.get("train_part")
-    if own is None:
-        raise PadhashError(f"{where}.public: set data.options.train_part, the victim's part of the training split "
-                           f"(disjoint from public.train_part {p.train_part})")
-    try:
-        (p_lo, p_hi), (v_lo, v_hi) = check_train_part(p.train_part), check_train_part(own)
-    except PadhashError as exc:
-        raise PadhashError(f"{where}.public: {exc}") from None
-    if max(p_lo, v_lo) < min(p_hi, v_hi):
-        raise PadhashError(f"{where}.public.train_part {p.train_part} overlaps the victim's data.options.train_part "
-                           f"{own}: the public part must be disjoint")
-    if p.epochs < 1:
-        raise PadhashError(f"{where}.public.epochs: must be ≥ 1, got {p.epochs}")
-    if cfg.victim_init is not None or s.init is not None:
-        raise PadhashError(f"{where}.public: victim and surrogate start from the public model; drop victim_init "
-                           "and surrogate.init")
-    if any(b != v.backbone for b in s.backbones) or (s.bits or v.bits) != v.bits or s.weights:
-        raise PadhashError(f"{where}.public: the surrogate fine-tunes the public model, so it needs the victim's "
-                           "backbone and bits and no surrogate.weights")
-
-
-def _override(cfg: PoisoningConfig, path: str, value: Any, where: str = "config") -> PoisoningConfig:
-    """A deep copy of cfg with the dotted `path` (e.g. attack.alpha, victim.bits) set to value."""
-    out = copy.deepcopy(cfg)
-    *parents, leaf = path.split(".")
-    obj = out
-    for name in parents:
-        if not hasattr(obj, name):
-            raise PadhashError(f"{where}.sweep: unknown key {path!r}")
-        obj = getattr(obj, name)
-    if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
-        raise PadhashError(f"{where}.sweep: unknown key {path!r}")
-    setattr(obj, leaf, convert_field(obj, leaf, value, f"{where}.sweep.{path}"))
-    return out
-
-
-def _digest(*parts: Any) -> str:
-    text = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+from padhash.runs import owns_run_folder
+from padhash.validate import available_device
 
 
 # ---------------------------------------------------------------------------------------------------- the runner
@@ -260,10 +65,13 @@ class PoisoningRun:
         self._datasets: dict[str, Any] = {}
         self._load_dataset = load_dataset_from
         self._codes_cache: dict[str, dict] = {}
+        from padhash.models import FeatureCache
+
+        self.features = FeatureCache(cfg.feature_cache or self.out / "features", progress=progress)
 
     # -- data and models
     def dataset(self, data_cfg):
-        key = _digest(data_cfg)
+        key = digest(data_cfg)
         if key not in self._datasets:
             self._datasets[key] = self._load_dataset(data_cfg)
         return self._datasets[key]
@@ -284,6 +92,7 @@ class PoisoningRun:
         except RuntimeError as exc:
             raise PadhashError(f"{init}: does not fit a {tcfg.backbone} {tcfg.bits}-bit HashModel "
                                f"({str(exc).splitlines()[0]})") from None
+        model.feature_cache = self.features
         return model.to(self.device)
 
     def _train(self, name: str, train_split, num_classes: int, tcfg, *, init: str | None, loss=None,
@@ -295,6 +104,7 @@ class PoisoningRun:
         model = self._init_model(tcfg, train_split.image_size, init) if init is not None else None
         model = train_hash_model(train_split, num_classes, tcfg, model=model, loss=loss,
                                  checkpoint_dir=self.out / "models" / name, progress=self.progress,
+                                 feature_cache=self.features,
                                  snapshot_epochs=tuple(snapshots or ()))
         return model.eval()
 
@@ -320,7 +130,7 @@ class PoisoningRun:
         data = dataclasses.replace(cfg.data, options={**cfg.data.options, "train_part": list(p.train_part)})
         tcfg = dataclasses.replace(cfg.victim, seed=derive_seed(seed, "public"), epochs=p.epochs, lr=p.lr,
                                    device=cfg.device)
-        name = f"public-{_digest(data, tcfg)}"
+        name = f"public-{digest(data, tcfg)}"
         path = self._init_path(PUBLIC_INIT + name)
         if not path.is_file():  # the training itself resumes from its checkpoint
             ds = self.dataset(data)
@@ -334,7 +144,7 @@ class PoisoningRun:
         cfg = self.with_public(cfg, seed)
         ds = self.dataset(cfg.data)
         tcfg = self.victim_recipe(cfg, seed)
-        name = f"victim-clean-{_digest(cfg.data, tcfg, cfg.victim_init)}"
+        name = f"victim-clean-{digest(cfg.data, tcfg, cfg.victim_init)}"
         return self._train(name, ds.train, ds.num_classes, tcfg, init=cfg.victim_init)
 
     def surrogates(self, cfg: PoisoningConfig, seed: int) -> tuple[list, list]:
@@ -353,14 +163,14 @@ class PoisoningRun:
             train = sur_ds.train.subset(stolen_subset(sur_ds.train, s.stolen_fraction, attacker_seed))
         method, bits = s.method or v.method, s.bits or v.bits
         models, losses = [], []
-        for i, backbone in enumerate(s.backbones):
+        for i, (backbone, weights) in enumerate(surrogate_members(cfg)):
             member_seed = derive_seed(attacker_seed, "surrogate", i)
             tcfg = dataclasses.replace(v, method=method, bits=bits, backbone=backbone, seed=member_seed,
                                        epochs=s.epochs or v.epochs, lr=s.lr if s.lr is not None else v.lr,
-                                       weights=s.weights[i] if s.weights else None, device=cfg.device)
+                                       weights=weights, device=cfg.device)
             loss = make_loss(method, sur_ds.num_classes, bits, seed=member_seed, num_train=len(train), **tcfg.hparams)
             ckpts = [sorted(s.checkpoints)] if s.checkpoints else []  # absent by default: older cache names stay
-            name = f"surrogate-{_digest(s.data or cfg.data, s.stolen_fraction, tcfg, s.init, *ckpts)}"
+            name = f"surrogate-{digest(s.data or cfg.data, s.stolen_fraction, tcfg, s.init, *ckpts)}"
             model = self._train(name, train, sur_ds.num_classes, tcfg, init=s.init, loss=loss, snapshots=s.checkpoints)
             # one member per checkpoint, latest first (models[0] is the one diagnostics and base selection use)
             members = [self._snapshot(name, tcfg, train.image_size, e)
@@ -397,30 +207,16 @@ class PoisoningRun:
         cfg = self.cfg
         axis, values = next(iter(cfg.sweep.items()), (None, [None]))
         for value in values:
-            vcfg = _override(cfg, axis, value) if axis else cfg
+            vcfg = override_path(cfg, axis, value) if axis else cfg
             for seed in cfg.seeds:
                 self._run_seed(vcfg, seed, axis, value)
         return ResultsFile.load(self.out)
 
     def _pairs(self, cfg: PoisoningConfig, seed: int) -> list[dict]:
-        """(trigger indices in the query split, target classes), drawn from a seeded RNG independent of the rungs."""
-        ds = self.dataset(cfg.data)
-        rng = np.random.default_rng(derive_seed(seed, "pairs"))
-        qlabels = ds.query.labels.numpy() > 0
-        pairs = []
-        for _ in range(cfg.pairs):
-            first = int(rng.integers(len(ds.query)))
-            source = np.flatnonzero(qlabels[first])
-            candidates = np.flatnonzero(~qlabels[first])
-            if len(candidates) < cfg.attack.target_classes:
-                raise PadhashError("data: a trigger carries too many labels to pick a target it lacks")
-            targets = sorted(int(c) for c in rng.choice(candidates, cfg.attack.target_classes, replace=False))
-            # further triggers: other queries sharing the first trigger's labels and carrying no target label
-            same = np.flatnonzero((qlabels[:, source].all(1)) & (~qlabels[:, targets].any(1)))
-            same = same[same != first]
-            extra = rng.choice(same, min(cfg.attack.triggers - 1, len(same)), replace=False) if len(same) else []
-            pairs.append({"triggers": [first, *map(int, extra)], "targets": targets})
-        return pairs
+        from padhash.attacks.poisoning.pairs import choose_pairs
+
+        return choose_pairs(self.dataset(cfg.data).query.labels, cfg.pairs, cfg.attack.target_classes,
+                            cfg.attack.triggers, np.random.default_rng(derive_seed(seed, "pairs")))
 
     def _trial_key(self, axis, value, seed, pair_no, method) -> str:
         prefix = f"{axis}={value}|" if axis else ""
@@ -436,7 +232,7 @@ class PoisoningRun:
         cfg = self.with_public(cfg, seed)
         ds = self.dataset(cfg.data)
         victim = self.clean_victim(cfg, seed)
-        vtag = f"victim-clean-{_digest(cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init)}"
+        vtag = f"victim-clean-{digest(cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init)}"
         db_codes = self.codes(vtag + "/db", victim, ds.database)
         q_codes = self.codes(vtag + "/query", victim, ds.query)
         clean_map = map_at_k(q_codes, db_codes, ds.query.labels, ds.database.labels, cfg.eval.map_topk)
@@ -448,7 +244,7 @@ class PoisoningRun:
             triggers = ds.query.images(pair["triggers"]).to(self.device)
             target = torch.zeros(ds.num_classes)
             target[pair["targets"]] = 1.0
-            before = self._evaluate(cfg, seed, p, victim, db_codes, ds.database, triggers, target)
+            before = evaluate(cfg, seed, p, victim, db_codes, ds.database, triggers, target)
             base_idx = None
             for method in cfg.methods:
                 key = keys[(p, method)]
@@ -476,10 +272,11 @@ class PoisoningRun:
                     if append_bases:
                         database = self.search_database(cfg, ds.train, base_idx, ds.train.images(base_idx))
                         codes = self.codes(f"{vtag}/db+bases-{key}", victim, database)
-                        none_eval = self._evaluate(cfg, seed, p, victim, codes, database, triggers, target)
+                        none_eval = evaluate(cfg, seed, p, victim, codes, database, triggers, target)
                         none_map = map_at_k(q_codes, codes, ds.query.labels, database.labels, cfg.eval.map_topk)
                     record.update(alpha=None, poison_count=0, map_poisoned=none_map, database_size=len(database),
-                                  **none_eval)
+                                  **none_eval, asr_clean_db=before["asr"],
+                                  target_fraction_clean_db=before["target_fraction"])
                     self.results.add(record)
                     continue
                 bases = ds.train.images(base_idx).to(self.device)
@@ -488,21 +285,26 @@ class PoisoningRun:
                 database = self.search_database(cfg, poisoned_train, base_idx, poisons)
                 p_db = self.codes(f"{pv_name}/db-{'poisoned' if in_db else 'clean'}", pvictim, database)
                 p_query = self.codes(pv_name + "/query", pvictim, ds.query)
-                after = self._evaluate(cfg, seed, p, pvictim, p_db, database, triggers, target)
+                after = evaluate(cfg, seed, p, pvictim, p_db, database, triggers, target)
+                clean_view = after
+                if database is not ds.database:  # the clean-database view: the poisoned victim, unpoisoned database
+                    clean_codes = self.codes(pv_name + "/clean-view", pvictim, ds.database)
+                    clean_view = evaluate(cfg, seed, p, pvictim, clean_codes, ds.database, triggers, target)
                 record.update(alpha=cfg.attack.alpha if method == "padhash" else (0.0 if method == "witches_brew" else None),
                               poison_count=len(base_idx), poison_indices=[int(i) for i in base_idx],
                               database_size=len(database),
                               map_poisoned=map_at_k(p_query, p_db, ds.query.labels, database.labels, cfg.eval.map_topk),
-                              **after, **craft_info,
-                              **self._poison_quality(bases, poisons),
-                              **self._poison_codes(database, pvictim, p_db, poisons, record["source_classes"], target,
+                              **after, **craft_info, asr_clean_db=clean_view["asr"],
+                              target_fraction_clean_db=clean_view["target_fraction"],
+                              **poison_quality(bases, poisons),
+                              **poison_codes(cfg.device, database, pvictim, p_db, poisons, record["source_classes"], target,
                                                    "victim"))
                 if surrogate is not None and method in CRAFTED:
-                    s_db = self.codes(f"surrogate-{seed}-{_digest(cfg.data, cfg.surrogate, cfg.victim)}/db", surrogate[0][0], ds.database)
-                    record.update(self._poison_codes(ds.database, surrogate[0][0], s_db, poisons,
+                    s_db = self.codes(f"surrogate-{seed}-{digest(cfg.data, cfg.surrogate, cfg.victim)}/db", surrogate[0][0], ds.database)
+                    record.update(poison_codes(cfg.device, ds.database, surrogate[0][0], s_db, poisons,
                                                      record["source_classes"], target, "surrogate"))
                 self.results.add(record)
-                self._save_images(key, bases, poisons, triggers, (ds.database, database), victim, pvictim, db_codes,
+                save_images(self.out, cfg.device, key, bases, poisons, triggers, (ds.database, database), victim, pvictim, db_codes,
                                   p_db, target)
 
     # -- pieces of a trial
@@ -515,7 +317,7 @@ class PoisoningRun:
         ``poisons``; trained once per trial key, then loaded from the run's models."""
         ds = self.dataset(cfg.data)
         poisoned_train = ds.train.replace(base_idx, poisons.cpu())
-        name = f"victim-{_digest(key, cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init, cfg.attack)}"
+        name = f"victim-{digest(key, cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init, cfg.attack)}"
         model = self._train(name, poisoned_train, ds.num_classes, self.victim_recipe(cfg, seed), init=cfg.victim_init)
         return poisoned_train, model, name
 
@@ -560,7 +362,7 @@ class PoisoningRun:
         if method == "label_flip":  # dirty label: the trigger itself, as many copies as poisons, keeping label y_t
             reps = [triggers[i % len(triggers)] for i in range(len(base_idx))]
             return torch.stack(reps), {}
-        path = self.out / "poisons" / f"{_digest(key, cfg.attack, cfg.surrogate)}.safetensors"
+        path = self.out / "poisons" / f"{digest(key, cfg.attack, cfg.surrogate)}.safetensors"
         if path.exists():
             saved = load_tensors(path, self.device)
             info = json.loads((path.with_suffix(".json")).read_text())
@@ -578,81 +380,6 @@ class PoisoningRun:
         atomic_write_json(path.with_suffix(".json"), info)
         return res.poisons, info
 
-    def _evaluate(self, cfg, seed, pair_no, model, db_codes, database, triggers, target) -> dict:
-        """ASR@K over the triggers (clean, Gaussian noise, JPEG) and the trigger's distance to the target class,
-        searching `database` (db_codes are its codes under `model`)."""
-        from padhash.hashing import encode
-        from padhash.metrics import asr_at_k
-        from padhash.retrieval import hamming_topk
-
-        e = cfg.eval
-        noise_gen = torch.Generator().manual_seed(derive_seed(seed, "noise", pair_no))
-        variants = {"": triggers, "_noise": gaussian_noise(triggers, e.noise_std, generator=noise_gen),
-                    "_jpeg": jpeg(triggers, e.jpeg_quality)}
-        out: dict[str, Any] = {}
-        for suffix, images in variants.items():
-            codes = encode(model, images, device=cfg.device).cpu()
-            _, idx = hamming_topk(codes, db_codes, e.topk)
-            asr, fractions = asr_at_k(idx, database.labels, target, threshold=e.threshold)
-            out[f"asr{suffix}"] = float(asr)
-            out[f"target_fraction{suffix}"] = [float(f) for f in fractions]
-            if suffix == "":
-                out["asr_at_threshold"] = {str(t): float((fractions >= t - 1e-9).float().mean()) for t in THRESHOLDS}
-                target_db = (database.labels[:, target > 0] > 0).any(1)
-                dists = hamming_distance(codes, db_codes[target_db])
-                out["trigger_dist_target"] = float(dists.min(1).values.float().mean())
-        return out
-
-    def _poison_codes(self, database, model, db_codes, poisons, source_classes, target, where: str) -> dict:
-        """Mean Hamming distance of the poisons' codes to the source class's and the target class's code
-        (the majority vote of that class's codes in `database` under `model`)."""
-        from padhash.hashing import encode
-
-        codes = encode(model, poisons, device=self.cfg.device).cpu()
-        out = {}
-        for name, classes in (("source", source_classes), ("target", target.nonzero().flatten().tolist())):
-            members = (database.labels[:, classes] > 0).any(1)
-            class_code = torch.where(db_codes[members].float().mean(0) >= 0, 1, -1).to(torch.int8)
-            out[f"poison_dist_{name}_{where}"] = float(hamming_distance(codes, class_code[None]).float().mean())
-        if where == "victim":
-            out["poison_dist_target"] = out["poison_dist_target_victim"]  # DESIGN.md's metric name
-        return out
-
-    def _poison_quality(self, bases, poisons) -> dict:
-        from padhash.metrics import psnr, ssim
-
-        return {"psnr": float(psnr(poisons.cpu(), bases.cpu()).mean()), "ssim": float(ssim(poisons.cpu(), bases.cpu()).mean()),
-                "linf": float((poisons - bases).abs().max())}
-
-    def _save_images(self, key, bases, poisons, triggers, databases, victim, pvictim, db_codes, p_db, target) -> None:
-        """Clean vs poisoned grid and the trigger's top-K before/after (databases: the clean and the searched one),
-        for the first pair of each method."""
-        from padhash.experiments.report import save_image_grid
-        from padhash.hashing import encode
-        from padhash.retrieval import hamming_topk
-
-        if "|pair=0|" not in key:
-            return
-        method = key.rsplit("|", 1)[1]
-        tag = key.replace("|", "_").replace("=", "-")
-        n = min(8, len(bases))
-        diff = ((poisons[:n] - bases[:n]).abs() * 4).clamp(0, 1)
-        save_image_grid([list(bases[:n].cpu()), list(poisons[:n].cpu()), list(diff.cpu())],
-                        self.out / "figures" / f"poisons_{tag}.png", row_titles=["clean", method, "|δ|×4"])
-        rows, marks = [], []
-        for model, codes, database in ((victim, db_codes, databases[0]), (pvictim, p_db, databases[1])):
-            _, idx = hamming_topk(encode(model, triggers[:1], device=self.cfg.device).cpu(), codes, 10)
-            rows.append([triggers[0].cpu()] + list(database.images(idx[0].tolist())))
-            hits = (database.labels[idx[0]][:, target > 0] > 0).any(1).tolist()
-            marks.append([None] + hits)
-        save_image_grid(rows, self.out / "figures" / f"topk_{tag}.png", row_titles=["clean victim", f"{method} victim"],
-                        marks=marks, title="trigger and its top-10 (✓ = target label)")
-
-
-def hamming_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(Q, N) Hamming distances between ±1 codes: (K − a·b)/2."""
-    return ((a.shape[1] - a.float() @ b.float().T) / 2).round().to(torch.int64)
-
 
 @owns_run_folder()
 def run_poisoning(cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True) -> dict:
@@ -663,15 +390,3 @@ def run_poisoning(cfg: PoisoningConfig, out_dir: str | Path, progress: bool = Tr
     results = PoisoningRun(cfg, out_dir, progress=progress).run()
     write_poisoning_report(out_dir)
     return results
-
-
-# `padhash demo`: the ladder on the embedded digits, sized for ≤ 10 minutes on 2 cores (CSQ 32 bits, small CNN,
-# 1 % poisons, ε 16/255, α 0.2, 250 signed-Adam steps; the victim from scratch with its default recipe).
-DEMO_CONFIG: dict[str, Any] = {
-    "data": {"name": "digits"},
-    "victim": {"method": "csq", "bits": 32, "backbone": "smallcnn", "epochs": 15, "hflip": False},
-    "surrogate": {"stolen_fraction": 0.1},
-    "attack": {"alpha": 0.2, "eps": 16 / 255, "steps": 250, "poison_count": 16, "flip": False},
-    "pairs": 3,
-    "seeds": [0],
-}

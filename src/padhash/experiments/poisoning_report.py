@@ -67,17 +67,19 @@ def tables(results: dict) -> list[str]:
         poisons = max((t.get("poison_count", 0) for t in trials), default=0)
         victim, data = cfg["victim"], cfg["data"]
         sections.append(f"## Attack success rate{head}\n\nASR@{cfg['eval']['topk']} with threshold "
-                        f"{cfg['eval']['threshold']} over {n_pairs} (trigger, target) pairs; mean ± std over trials. "
+                        f"{cfg['eval']['threshold']} (success: MORE than that share of the top-K carries the target) "
+                        f"over {n_pairs} (trigger, target) pairs; mean ± std over trials. "
                         f"{poisons} poisons, ε = {cfg['attack']['eps'] * 255:.0f}/255, α = {cfg['attack']['alpha']}. "
-                        f"{_searched(trials)}\n")
+                        f"{_searched(trials)} 'ASR clean db': the poisoned victim searching the unpoisoned database "
+                        "(did the trigger's own code move?).\n")
         sections.append(markdown_table(
             ["hash method", "data", "bits", "poisons", *[LABELS[m] for m in methods]],
             [[victim["method"], data["name"], victim["bits"], poisons,
               *[mean_std(agg, m, "asr", 2) for m in methods]]]))
         fraction = _mean_of_list(trials, "target_fraction")
         sections.append(markdown_table(
-            ["method", "ASR", "ASR noise", "ASR JPEG", "target share in top-K", "MAP", "MAP*", "PSNR", "SSIM", "ℓ∞·255"],
-            [[LABELS[m], mean_std(agg, m, "asr", 2), mean_std(agg, m, "asr_noise", 2), mean_std(agg, m, "asr_jpeg", 2),
+            ["method", "ASR", "ASR clean db", "ASR noise", "ASR JPEG", "target share in top-K", "MAP", "MAP*", "PSNR", "SSIM", "ℓ∞·255"],
+            [[LABELS[m], mean_std(agg, m, "asr", 2), mean_std(agg, m, "asr_clean_db", 2), mean_std(agg, m, "asr_noise", 2), mean_std(agg, m, "asr_jpeg", 2),
               mean_std(fraction, m, "target_fraction", 2), mean_std(agg, m, "map"), mean_std(agg, m, "map_poisoned"),
               mean_std(agg, m, "psnr", 2), mean_std(agg, m, "ssim", 3), _linf_255(agg, m)]
              for m in methods]))

@@ -174,11 +174,12 @@ def pr_curve(query_codes, db_codes, query_labels, db_labels) -> tuple[np.ndarray
 
 
 def asr_at_k(ranked_idx, db_labels, target_labels, *, threshold: float = 0.3) -> tuple[float, torch.Tensor]:
-    """Attack success rate (PADHASH): a query succeeds when >= ``threshold`` of its top k carry the target label.
+    """Attack success rate (PADHASH): a query succeeds when MORE than ``threshold`` of its top k carry the target
+    label (the paper's "more than 30 %"; strict since issue 15, before it was ≥).
 
     ``target_labels`` is (Q, C) or one (C,) vector; an item carries a multi-hot target when it shares >= 1 of its
     positives. Returns (ASR, per-query fractions (Q,) float64). The comparison is done on counts
-    (hits >= threshold * k, with a 1e-9 allowance for float rounding) so 12 of 40 meets a 0.3 threshold exactly.
+    (hits > threshold * k, with a 1e-9 allowance for float rounding) so 12 of 40 does NOT pass a 0.3 threshold, 13 does.
     """
     if not 0.0 <= threshold <= 1.0:
         raise PadhashError(f"ASR threshold must lie in [0, 1], got {threshold}")
@@ -191,6 +192,6 @@ def asr_at_k(ranked_idx, db_labels, target_labels, *, threshold: float = 0.3) ->
     if k == 0:
         raise PadhashError("ASR needs at least one retrieved item per query (k >= 1)")
     _, hits = average_precisions(ranked_idx, target, db_labels)
-    success = hits.double() >= threshold * k - 1e-9
+    success = hits.double() > threshold * k + 1e-9
     asr = float(success.double().mean()) if success.numel() else 0.0
     return asr, hits.double() / k

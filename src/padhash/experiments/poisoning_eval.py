@@ -1,0 +1,88 @@
+"""Evaluating a PADHASH trial: ASR@K of the triggers (clean, noisy, JPEG), poison codes and quality, figures.
+
+ASR follows PADHASH: a trigger succeeds when MORE than `eval.threshold` of its top-K carries the target label
+(padhash.metrics.asr_at_k, strict). Functions of their inputs only, so an executor can call them per trial.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from padhash.defenses.preprocess import gaussian_noise, jpeg
+from padhash.experiments.poisoning_config import THRESHOLDS
+from padhash.retrieval import hamming_distance
+from padhash.rng import derive_seed
+
+
+def evaluate(cfg, seed, pair_no, model, db_codes, database, triggers, target) -> dict:
+    """ASR@K over the triggers (clean, Gaussian noise, JPEG) and the trigger's distance to the target class,
+    searching `database` (db_codes are its codes under `model`)."""
+    from padhash.hashing import encode
+    from padhash.metrics import asr_at_k
+    from padhash.retrieval import hamming_topk
+
+    e = cfg.eval
+    noise_gen = torch.Generator().manual_seed(derive_seed(seed, "noise", pair_no))
+    variants = {"": triggers, "_noise": gaussian_noise(triggers, e.noise_std, generator=noise_gen),
+                "_jpeg": jpeg(triggers, e.jpeg_quality)}
+    out: dict[str, Any] = {}
+    for suffix, images in variants.items():
+        codes = encode(model, images, device=cfg.device).cpu()
+        _, idx = hamming_topk(codes, db_codes, e.topk)
+        asr, fractions = asr_at_k(idx, database.labels, target, threshold=e.threshold)
+        out[f"asr{suffix}"] = float(asr)
+        out[f"target_fraction{suffix}"] = [float(f) for f in fractions]
+        if suffix == "":
+            out["asr_at_threshold"] = {str(t): float((fractions > t + 1e-9).float().mean()) for t in THRESHOLDS}
+            target_db = (database.labels[:, target > 0] > 0).any(1)
+            dists = hamming_distance(codes, db_codes[target_db])
+            out["trigger_dist_target"] = float(dists.min(1).values.float().mean())
+    return out
+
+def poison_codes(device: str, database, model, db_codes, poisons, source_classes, target, where: str) -> dict:
+    """Mean Hamming distance of the poisons' codes to the source class's and the target class's code
+    (the majority vote of that class's codes in `database` under `model`)."""
+    from padhash.hashing import encode
+
+    codes = encode(model, poisons, device=device).cpu()
+    out = {}
+    for name, classes in (("source", source_classes), ("target", target.nonzero().flatten().tolist())):
+        members = (database.labels[:, classes] > 0).any(1)
+        class_code = torch.where(db_codes[members].float().mean(0) >= 0, 1, -1).to(torch.int8)
+        out[f"poison_dist_{name}_{where}"] = float(hamming_distance(codes, class_code[None]).float().mean())
+    if where == "victim":
+        out["poison_dist_target"] = out["poison_dist_target_victim"]  # DESIGN.md's metric name
+    return out
+
+def poison_quality(bases, poisons) -> dict:
+    from padhash.metrics import psnr, ssim
+
+    return {"psnr": float(psnr(poisons.cpu(), bases.cpu()).mean()), "ssim": float(ssim(poisons.cpu(), bases.cpu()).mean()),
+            "linf": float((poisons - bases).abs().max())}
+
+def save_images(out: Path, device: str, key, bases, poisons, triggers, databases, victim, pvictim, db_codes, p_db, target) -> None:
+    """Clean vs poisoned grid and the trigger's top-K before/after (databases: the clean and the searched one),
+    for the first pair of each method."""
+    from padhash.experiments.report import save_image_grid
+    from padhash.hashing import encode
+    from padhash.retrieval import hamming_topk
+
+    if "|pair=0|" not in key:
+        return
+    method = key.rsplit("|", 1)[1]
+    tag = key.replace("|", "_").replace("=", "-")
+    n = min(8, len(bases))
+    diff = ((poisons[:n] - bases[:n]).abs() * 4).clamp(0, 1)
+    save_image_grid([list(bases[:n].cpu()), list(poisons[:n].cpu()), list(diff.cpu())],
+                    out / "figures" / f"poisons_{tag}.png", row_titles=["clean", method, "|δ|×4"])
+    rows, marks = [], []
+    for model, codes, database in ((victim, db_codes, databases[0]), (pvictim, p_db, databases[1])):
+        _, idx = hamming_topk(encode(model, triggers[:1], device=device).cpu(), codes, 10)
+        rows.append([triggers[0].cpu()] + list(database.images(idx[0].tolist())))
+        hits = (database.labels[idx[0]][:, target > 0] > 0).any(1).tolist()
+        marks.append([None] + hits)
+    save_image_grid(rows, out / "figures" / f"topk_{tag}.png", row_titles=["clean victim", f"{method} victim"],
+                    marks=marks, title="trigger and its top-10 (✓ = target label)")
+
