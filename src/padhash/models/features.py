@@ -39,7 +39,11 @@ class FeatureCache:
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def features(self, model, images: torch.Tensor, view: str = "id") -> torch.Tensor:
-        """(N, D) float32 features of `images` ([0, 1], NCHW) under `model`'s frozen backbone, on the CPU."""
+        """(N, D) float32 features of `images` ([0, 1], NCHW) under `model`'s frozen backbone, on the CPU; clips
+        (N, T, 3, H, W) give (N, T, D), cached per frame (a frame seen in two clips is computed once)."""
+        if images.dim() == 5:
+            n, t = images.shape[:2]
+            return self.features(model, images.flatten(0, 1), view).view(n, t, -1)
         if view not in VIEWS:
             raise ValueError(f"view {view!r} is not one of {VIEWS}")
         key = self.extractor_key(model, view)
