@@ -34,6 +34,8 @@ def register(commands) -> None:
     train.add_argument("--finetune-stages", type=int, help="with --finetune partial: the last N backbone stages (default 2)")
     train.add_argument("--resolution", type=int, help="side the model upsamples inputs to (default: the backbone's, "
                                                       "96 for efficientnet_lite)")
+    train.add_argument("--fusion", choices=("lstm", "mean"),
+                       help="clip data sets: fuse frame features with an LSTM or by mean-pooling (required for clips)")
     train.add_argument("--feature-cache", help="folder for cached frozen-backbone features (default RUN/features)")
     train.add_argument("--epochs", type=int, help="training epochs (default 30)")
     train.add_argument("--batch-size", type=int, help="mini-batch size (default 64)")
@@ -67,7 +69,7 @@ _FLAGS = {
     "lr": ("train", "lr"), "optimizer": ("train", "optimizer"), "seed": ("train", "seed"),
     "device": ("train", "device"), "topk": (None, "topk"), "index": (None, "index"),
     "finetune": ("train", "finetune"), "finetune_stages": ("train", "finetune_stages"),
-    "resolution": ("train", "resolution"), "feature_cache": (None, "feature_cache"),
+    "resolution": ("train", "resolution"), "fusion": ("train", "fusion"), "feature_cache": (None, "feature_cache"),
 }
 
 

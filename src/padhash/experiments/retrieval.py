@@ -33,7 +33,8 @@ from padhash.rng import derive_seed
 from padhash.validate import check_recipe, warn
 
 DEFAULT_TOPK = 100        # k of map_at_k / precision_at_k when none is given (below a class size on digits and CIFAR)
-NOT_MIRROR_INVARIANT = ("digits",)  # data sets trained without horizontal flips
+NOT_MIRROR_INVARIANT = ("digits", "digits-mosaic", "digits-motion")  # data sets trained without horizontal flips
+# (digits-motion: a flip turns a left-to-right class into right-to-left)
 
 
 @dataclass

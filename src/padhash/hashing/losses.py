@@ -10,10 +10,12 @@ from padhash.hashing.csq import CSQLoss
 from padhash.hashing.dch import DCHLoss
 from padhash.hashing.dpn import DPNLoss
 from padhash.hashing.dpsh import DPSHLoss
+from padhash.hashing.dvh import DVHLoss
 from padhash.hashing.hashnet import HashNetLoss
 
 LOSSES: dict[str, type[HashLoss]] = {
     "csq": CSQLoss, "dpn": DPNLoss, "hashnet": HashNetLoss, "dch": DCHLoss, "dpsh": DPSHLoss, "ciba": CIBALoss,
+    "dvh": DVHLoss,  # DHTA's video hashing objective
 }
 METHODS: tuple[str, ...] = tuple(LOSSES)
 

@@ -28,7 +28,7 @@ from padhash.errors import PadhashError
 from padhash.hashing.base import HashLoss
 from padhash.hashing.losses import METHODS, make_loss
 from padhash.io import load_tensors, save_tensors
-from padhash.models import BACKBONES, FINETUNE, PACKAGED, FeatureCache, HashModel, build_model
+from padhash.models import BACKBONES, FINETUNE, FUSIONS, PACKAGED, FeatureCache, HashModel, build_model, build_video_model
 from padhash.retrieval import to_codes
 from padhash.retrieval.index import MAX_BITS
 from padhash.rng import derive_seed
@@ -64,6 +64,8 @@ class TrainConfig:
     # backbone learning rate / hash-layer learning rate; None = 0.1 with packaged ImageNet weights, else 1
     backbone_lr_scale: float | None = field(default=None, metadata=OMIT_AT_DEFAULT)
     resolution: int | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # model input side; None = backbone's
+    # clip data (padhash.data.clips): how frame features are fused, lstm | mean (padhash.models.video); None = images
+    fusion: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -120,11 +122,17 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.resolution is not None and (isinstance(cfg.resolution, bool) or not isinstance(cfg.resolution, int)
                                        or not 8 <= cfg.resolution <= 1024):
         raise PadhashError(f"resolution must be an integer in 8..1024, got {cfg.resolution!r}")
+    if cfg.fusion is not None and cfg.fusion not in FUSIONS:
+        raise PadhashError(f"fusion {cfg.fusion!r} is not one of {', '.join(FUSIONS)} (clip data)")
     resolve_recipe(cfg)
 
 
 def model_from_config(cfg: TrainConfig, image_size: int) -> HashModel:
-    """A fresh HashModel of cfg's backbone, bits, weights, resolution and fine-tuning regime."""
+    """A fresh HashModel of cfg's backbone, bits, weights, resolution and fine-tuning regime (a VideoHashModel
+    when cfg.fusion is set)."""
+    if cfg.fusion is not None:
+        return build_video_model(cfg.backbone, cfg.bits, cfg.fusion, image_size=image_size, weights=cfg.weights,
+                                 resolution=cfg.resolution, finetune=cfg.finetune, finetune_stages=cfg.finetune_stages)
     return build_model(cfg.backbone, cfg.bits, image_size=image_size, weights=cfg.weights, resolution=cfg.resolution,
                        finetune=cfg.finetune, finetune_stages=cfg.finetune_stages)
 
@@ -148,7 +156,9 @@ def make_optimizer(params, recipe: Recipe) -> torch.optim.Optimizer:
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, hflip: bool) -> torch.Tensor:
     """Random shift by up to 1/8 of the side (zero padding, like RandomCrop(padding=4) at 32 px) and, if `hflip`,
-    random horizontal flips; all draws from `generator`."""
+    random horizontal flips; all draws from `generator`. Clips (N, T, 3, H, W) move all their frames together."""
+    if x.dim() == 5:
+        return augment_batch(x.flatten(1, 2), generator, hflip).view_as(x)
     n, _, h, w = x.shape
     pad = max(1, h // 8)
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
@@ -172,6 +182,9 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
     backdoor trigger pasted on the augmented image as CIBA's code does; in the frozen regime it is applied to each
     cached view (identity, flip) and the rows it changes get the features of the changed image."""
     check_config(cfg)
+    if (getattr(train, "frames", None) is not None) != (cfg.fusion is not None):
+        raise PadhashError("clip data needs train.fusion (lstm or mean) and image data none; got fusion "
+                           f"{cfg.fusion!r} for a {'clip' if hasattr(train, 'frames') else 'image'} data set")
     if snapshot_epochs and checkpoint_dir is None:
         raise PadhashError("snapshot_epochs needs a checkpoint_dir to keep the snapshots in")
     recipe = resolve_recipe(cfg)

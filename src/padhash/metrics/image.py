@@ -1,4 +1,5 @@
-"""Image-distortion metrics on [0, 1] NCHW tensors, one value per image."""
+"""Image-distortion metrics on [0, 1] NCHW tensors, one value per image; on clips (N, T, C, H, W) one value per
+clip over all its frames (DHTA's perceptibility per video; SSIM = the mean over the frames' channels)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +11,8 @@ from padhash.errors import PadhashError
 
 def _pair(x, y) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = torch.as_tensor(x), torch.as_tensor(y)
+    if x.shape == y.shape and x.dim() == 5:  # a clip's frames as one image of T·C channels
+        x, y = x.flatten(1, 2), y.flatten(1, 2)
     if x.shape != y.shape or x.dim() != 4:
         raise PadhashError(f"expected two image batches of the same (N, C, H, W) shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     return x.detach().double().cpu(), y.detach().double().cpu()

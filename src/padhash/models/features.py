@@ -42,7 +42,12 @@ class FeatureCache:
 
     def features(self, model, images: torch.Tensor, view: str = "id", prefix: int | None = None) -> torch.Tensor:
         """(N, D) float32 features of `images` ([0, 1], NCHW) under `model`'s frozen backbone, on the CPU; with
-        `prefix` = model.frozen_prefix, the output of its frozen leading stages instead (partial fine-tuning)."""
+        `prefix` = model.frozen_prefix, the output of its frozen leading stages instead (partial fine-tuning);
+        clips (N, T, 3, H, W) give (N, T, D), cached per frame (a frame seen in two clips is computed once)."""
+        if images.dim() == 5:
+            n, t = images.shape[:2]
+            out = self.features(model, images.flatten(0, 1), view, prefix)
+            return out.view(n, t, *out.shape[1:])
         if view not in VIEWS:
             raise ValueError(f"view {view!r} is not one of {VIEWS}")
         key = self.extractor_key(model, view, prefix)

@@ -109,7 +109,8 @@ def _attack_batch(model, clean, target, cfg: TargetedAttackConfig, progress: boo
         (grad,) = torch.autograd.grad(loss, adv)
         with torch.no_grad():
             if cfg.optimizer == "normalized":
-                norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                # one norm per query: an image, or a whole clip (every frame shares the clip's step and ε)
+                norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
                 update = step * n_pixels ** 0.5 * grad / norm
             elif cfg.optimizer == "sign":
                 update = step * grad.sign()
