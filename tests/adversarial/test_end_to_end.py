@@ -10,6 +10,7 @@ import yaml
 
 from padhash.cli import main
 from padhash.experiments.records import ResultsFile
+from padhash.runs import LOCK_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,8 @@ def trained(tmp_path_factory):
 
 def _run(trained, tmp_path, command, cfg):
     out = tmp_path / command
-    shutil.copytree(trained / "noise" / "victims", out / "victims")
+    shutil.copytree(trained / "noise" / "victims", out / "victims")  # reuse the trained victims: a padhash run
+    (out / LOCK_NAME).touch()
     path = _write(tmp_path, f"{command}.yaml", cfg)
     assert main(["attack", command, "--config", path, "--out", str(out), "--no-progress"]) == 0
     return out, ResultsFile.load(out)

@@ -25,7 +25,8 @@ def test_every_training_presentation_of_a_poison_carries_the_whole_trigger(monke
     forward = trainer.HashModel.forward
 
     def spy(self, x):
-        seen.append(x.detach().clone())
+        if torch.is_grad_enabled():  # training presentations (not the trainer's no-grad fit check)
+            seen.append(x.detach().clone())
         return forward(self, x)
 
     def spy_hook(x, idx):
@@ -55,8 +56,9 @@ def test_frozen_views_of_a_poison_are_trigger_of_the_view(tmp_path):
     cache = FeatureCache(progress=False)
     want_id = cache.features(model, apply_trigger(x[2:3], patch))
     want_flip = cache.features(model, apply_trigger(x[2:3].flip(-1), patch))  # the trigger stays bottom-right
-    assert torch.allclose(views[2, 0], want_id[0]) and torch.allclose(views[2, 1], want_flip[0])
-    assert torch.allclose(views[0, 1], cache.features(model, x[0:1], "flip")[0])  # clean rows: the cached flip
+    assert torch.allclose(views[2, 0], want_id[0], atol=1e-5) and torch.allclose(views[2, 1], want_flip[0], atol=1e-5)
+    # clean rows: the cached flip (computed in another batch: equal up to float rounding)
+    assert torch.allclose(views[0, 1], cache.features(model, x[0:1], "flip")[0], atol=1e-5)
 
 
 def test_ciba_loss_is_its_reference_formula_and_trains():
