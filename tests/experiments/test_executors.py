@@ -10,6 +10,7 @@ import time
 import pytest
 import yaml
 
+from padhash.runs import LOCK_NAME
 from padhash.cli import main
 from padhash.errors import PadhashError
 from padhash.experiments.executors import TEST_KILL_ENV, ExecutorConfig, executor_config, log_path
@@ -41,6 +42,7 @@ def _attack(root, out, executor, *extra):
 
 def _copy_victims(reference, out):
     shutil.copytree(reference / "local" / "victims", out / "victims")
+    (out / LOCK_NAME).touch()  # a padhash run folder that already holds its trained victims
 
 
 def _bytes(run):
