@@ -82,6 +82,7 @@ def test_poisons_are_appended_to_a_separate_database(tiny_npz, tmp_path, monkeyp
     data = {"name": "npz", "root": tiny_npz, "preset": "deephash", "options": {"query_per_class": 4,
                                                                                 "train_per_class": 10}}
     cfg = _cfg(tiny_npz, data=data, methods=["none", "label_flip"], pairs=1, poisons_in_database=True)
+    cfg.attack.bases_from = "train"  # 10 training images per class: the stolen share holds too few bases
     run = poisoning.PoisoningRun(cfg, tmp_path, progress=False)
     trials = {t["method"]: t for t in run.run()["trials"]}
     ds = run.dataset(cfg.data)
@@ -171,7 +172,7 @@ def test_cli_runs_the_ladder_and_reports_bad_configs(tiny_npz, tmp_path):
     cli.register(Commands(parser))
     config = tmp_path / "c.yaml"
     config.write_text(f"data: {{name: npz, root: {tiny_npz}}}\nvictim: {{epochs: 2, bits: 8, hflip: false}}\n"
-                      "attack: {steps: 2, poison_count: 3}\neval: {topk: 10}\npairs: 1\n")
+                      "attack: {steps: 2, poison_count: 3, bases_from: train}\neval: {topk: 10}\npairs: 1\n")
     args = parser.parse_args(["attack", "label_flip", "--config", str(config), "--out", str(tmp_path / "run"),
                               "--no-progress"])
     assert args.func(args) == 0
