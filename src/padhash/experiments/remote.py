@@ -99,16 +99,17 @@ class RemoteAttack:
 
     # -- Algorithm 1 line 3: the surrogate(s), trained on D_sur only
     def surrogates(self, stolen):
+        from padhash.experiments.poisoning_config import surrogate_members
         from padhash.hashing import make_loss, train_hash_model
 
         s, v = self.cfg.surrogate, self.cfg.victim
         method, bits = s.method or v.method, s.bits or v.bits
         models, losses = [], []
-        for i, backbone in enumerate(s.backbones):
+        for i, (backbone, weights) in enumerate(surrogate_members(self.cfg)):  # the victim's by default (gray-box)
             seed = derive_seed(derive_seed(self.seed, "attacker"), "surrogate", i)
             tcfg = dataclasses.replace(v, method=method, bits=bits, backbone=backbone, seed=seed,
                                        epochs=s.epochs or v.epochs, lr=s.lr if s.lr is not None else v.lr,
-                                       weights=s.weights[i] if s.weights else None, device=self.cfg.device)
+                                       weights=weights, device=self.cfg.device)
             loss = make_loss(method, len(self.classes), bits, seed=seed, num_train=len(stolen), **tcfg.hparams)
             model = train_hash_model(stolen, len(self.classes), tcfg, loss=loss, progress=self.progress,
                                      checkpoint_dir=self.out / "models" / f"surrogate-{i}-{backbone}")
