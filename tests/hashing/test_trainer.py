@@ -25,6 +25,18 @@ class TinySplit:
         return self._x if idx is None else self._x[torch.as_tensor(idx)]
 
 
+def die_after_first_checkpoint(monkeypatch):
+    """Make the trainer raise KeyboardInterrupt right after it wrote epoch 1's checkpoint; returns the undo."""
+    real_save = trainer._save_checkpoint
+
+    def save_then_die(path, fingerprint, epoch, *args):
+        real_save(path, fingerprint, epoch, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
+    return lambda: monkeypatch.setattr(trainer, "_save_checkpoint", real_save)
+
+
 def tiny_cfg(**kw):
     base = dict(method="dpsh", bits=8, epochs=2, batch_size=8, seed=3)
     return TrainConfig(**{**base, **kw})
@@ -61,16 +73,10 @@ def test_resume_after_a_kill_gives_bit_identical_weights(tmp_path, monkeypatch, 
     uninterrupted = weights(train_hash_model(split, 3, cfg, checkpoint_dir=tmp_path / "a", progress=False))
     assert (tmp_path / "a" / "checkpoint.safetensors").is_file()
 
-    real_save = trainer._save_checkpoint
-
-    def save_then_die(path, fingerprint, epoch, *args):
-        real_save(path, fingerprint, epoch, *args)
-        raise KeyboardInterrupt  # killed right after epoch 1 was written
-
-    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
+    undo = die_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_hash_model(split, 3, cfg, checkpoint_dir=tmp_path / "b", progress=False)
-    monkeypatch.setattr(trainer, "_save_checkpoint", real_save)
+    undo()
     resumed = weights(train_hash_model(split, 3, cfg, checkpoint_dir=tmp_path / "b", progress=False))
     assert same(uninterrupted, resumed)
 

@@ -6,7 +6,7 @@ import padhash.models.efficientnet as efficientnet
 from padhash.errors import PadhashError
 from padhash.hashing import TrainConfig, encode, train_hash_model
 from padhash.models import FeatureCache, build_model
-from tests.hashing.test_trainer import TinySplit, same, weights
+from tests.hashing.test_trainer import TinySplit, die_after_first_checkpoint, same, weights
 
 # features of a fixed ramp image at 64 px, read off each package's weights when this test was written
 REFERENCE = {
@@ -163,25 +163,17 @@ def test_partial_runs_from_cached_frozen_stages_with_the_same_codes(tmp_path):
 
 @pytest.mark.parametrize("finetune", ["frozen", "partial"])
 def test_cached_regimes_resume_bit_identically_and_reuse_the_cache(tmp_path, monkeypatch, finetune):
-    import padhash.hashing.trainer as trainer
-
     split = TinySplit(n=16, size=32)
     cfg = lite_cfg(finetune, epochs=2, finetune_stages=1)
     cache = FeatureCache(tmp_path / "features", progress=False)
     uninterrupted = weights(train_hash_model(split, 3, cfg, checkpoint_dir=tmp_path / "a", progress=False,
                                              feature_cache=cache))
     assert cache.computed == 32  # 16 images × 2 views, once
-    real_save = trainer._save_checkpoint
-
-    def save_then_die(path, fingerprint, epoch, *args):
-        real_save(path, fingerprint, epoch, *args)
-        raise KeyboardInterrupt  # killed right after epoch 1 was written
-
-    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
+    undo = die_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_hash_model(split, 3, cfg, checkpoint_dir=tmp_path / "b", progress=False,
                          feature_cache=FeatureCache(tmp_path / "features", progress=False))
-    monkeypatch.setattr(trainer, "_save_checkpoint", real_save)
+    undo()
     again = FeatureCache(tmp_path / "features", progress=False)
     resumed = weights(train_hash_model(split, 3, cfg, checkpoint_dir=tmp_path / "b", progress=False,
                                        feature_cache=again))

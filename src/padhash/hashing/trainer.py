@@ -29,6 +29,7 @@ from padhash.hashing.base import HashLoss
 from padhash.hashing.losses import METHODS, make_loss
 from padhash.io import load_tensors, save_tensors
 from padhash.models import BACKBONES, FINETUNE, FUSIONS, PACKAGED, FeatureCache, HashModel, build_model, build_video_model
+from padhash.models.hash_model import check_resolution
 from padhash.retrieval import to_codes
 from padhash.retrieval.index import MAX_BITS
 from padhash.rng import derive_seed
@@ -119,9 +120,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise PadhashError(f"finetune {cfg.finetune!r} is not one of {', '.join(FINETUNE)}")
     if isinstance(cfg.finetune_stages, bool) or not isinstance(cfg.finetune_stages, int) or cfg.finetune_stages < 1:
         raise PadhashError(f"finetune_stages must be a positive integer, got {cfg.finetune_stages!r}")
-    if cfg.resolution is not None and (isinstance(cfg.resolution, bool) or not isinstance(cfg.resolution, int)
-                                       or not 8 <= cfg.resolution <= 1024):
-        raise PadhashError(f"resolution must be an integer in 8..1024, got {cfg.resolution!r}")
+    check_resolution(cfg.resolution)
     if cfg.fusion is not None and cfg.fusion not in FUSIONS:
         raise PadhashError(f"fusion {cfg.fusion!r} is not one of {', '.join(FUSIONS)} (clip data)")
     resolve_recipe(cfg)

@@ -140,6 +140,13 @@ class HashEnsemble(nn.Module):
         return torch.stack([m(x) for m in self.members]).mean(0)
 
 
+def check_resolution(resolution) -> None:
+    """A model input side: None (the backbone's default) or an integer in 8..1024."""
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
+                                   or not 8 <= resolution <= 1024):
+        raise PadhashError(f"resolution must be an integer in 8..1024, got {resolution!r}")
+
+
 def build_model(backbone: str, bits: int, *, image_size: int = 32, weights: str | None = None,
                 resolution: int | None = None, finetune: str = "full", finetune_stages: int = 1) -> HashModel:
     """A fresh HashModel. `weights`: None (random), "imagenet" (the packaged ImageNet weights of the
@@ -149,12 +156,10 @@ def build_model(backbone: str, bits: int, *, image_size: int = 32, weights: str 
     EfficientNet-Lite, the images' own size otherwise; the papers' 224 on a GPU)."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
         raise PadhashError(f"bits must be a positive integer, got {bits!r}")
-    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
-                                   or not 8 <= resolution <= 1024):
-        raise PadhashError(f"resolution must be an integer in 8..1024, got {resolution!r}")
+    check_resolution(resolution)
     spec = create_backbone(backbone, weights)
     model = HashModel(spec, bits, backbone, image_size, resolution)
     return model.set_finetune(finetune, finetune_stages)
 
 
-__all__ = ["BACKBONES", "FINETUNE", "HashEnsemble", "HashModel", "Normalize", "build_model"]
+__all__ = ["BACKBONES", "FINETUNE", "HashEnsemble", "check_resolution", "HashModel", "Normalize", "build_model"]
