@@ -12,8 +12,9 @@ ranks them by a fixed pseudo-random key of the item id (splitmix64 of id and a s
 as in a real index (FAISS, sharded search) yet reproducible, and the same for an item in every generation.
 `oldest` ranks them by id, which puts every upload after all earlier items of its distance: an ingested poison
 then loses every tie, so a hashing victim whose classes collapse onto a few codes hides uploads behind its
-originals. Frozen backbones: stored items' features are cached in `features/` (content-addressed), so a retrain
-and the re-encode after it pass only new images through the backbone; search queries never enter the cache.
+originals. Frozen backbones: stored items' features are cached in the run's feature cache (RUN/features or its
+config's feature_cache: content-addressed, so `padhash train` already filled it with the database), so start-up,
+a retrain and the re-encode after it pass only new images through the backbone; search queries never enter it.
 """
 from __future__ import annotations
 
@@ -72,7 +73,9 @@ class RetrievalEngine:
         self.device = device
         self.cfg = load_run_config(self.run_dir)
         self.ties, self.tie_salt = ties, derive_seed(self.cfg.train.seed, "ties")
-        self.features = FeatureCache(self.state / "features", progress=False)
+        # the run's own cache (content-addressed, safe to share): the database's features are there from training
+        self.features = FeatureCache(getattr(self.cfg, "feature_cache", None) or self.run_dir / "features",
+                                     progress=False)
         catalogue_path = self.state / "catalogue.json"
         seed_db = None
         if catalogue_path.is_file():
