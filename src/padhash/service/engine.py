@@ -13,8 +13,9 @@ as in a real index (FAISS, sharded search) yet reproducible, and the same for an
 `oldest` ranks them by id, which puts every upload after all earlier items of its distance: an ingested poison
 then loses every tie, so a hashing victim whose classes collapse onto a few codes hides uploads behind its
 originals. Frozen backbones: stored items' features are cached in the run's feature cache (RUN/features or its
-config's feature_cache: content-addressed, so `padhash train` already filled it with the database), so start-up,
-a retrain and the re-encode after it pass only new images through the backbone; search queries never enter it.
+config's feature_cache; content-addressed by the image's bytes, so it holds the database already when the data set
+is 8-bit, not for the digits' resized floats), so a retrain, the re-encode after it and a restart pass only new
+images through the backbone; search queries never enter it.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class RetrievalEngine:
         self.device = device
         self.cfg = load_run_config(self.run_dir)
         self.ties, self.tie_salt = ties, derive_seed(self.cfg.train.seed, "ties")
-        # the run's own cache (content-addressed, safe to share): the database's features are there from training
+        # the run's own cache (content-addressed, safe to share between processes)
         self.features = FeatureCache(getattr(self.cfg, "feature_cache", None) or self.run_dir / "features",
                                      progress=False)
         catalogue_path = self.state / "catalogue.json"
