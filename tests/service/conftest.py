@@ -24,7 +24,7 @@ def free_port() -> int:
 class Server:
     """`padhash serve RUN` in a subprocess; `url`, `stop()`, `kill()` (SIGKILL, as a crash)."""
 
-    def __init__(self, run: Path, state: Path, *args: str, startup_timeout: float = 120):
+    def __init__(self, run: Path, state: Path, *args: str, startup_timeout: float = 600):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **TOKENS, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),

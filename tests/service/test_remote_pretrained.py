@@ -37,8 +37,8 @@ def pretrained_run(tmp_path_factory):
 def test_padhash_over_http_succeeds_on_the_pretrained_victim(pretrained_run, tmp_path):
     config = tmp_path / "remote.yaml"
     config.write_text(yaml.safe_dump(_attack_config()))
-    # default tie order: random (seeded per item); start-up reads the database's features from the run's cache
-    server = Server(pretrained_run, tmp_path / "service", startup_timeout=600)
+    # default tie order: random (seeded per item)
+    server = Server(pretrained_run, tmp_path / "service")
     try:
         assert main(["attack", "padhash", "--victim-url", server.url, "--config", str(config), "--out",
                      str(tmp_path / "out"), "--ingest-token", TOKENS["PADHASH_INGEST_TOKEN"],
