@@ -131,10 +131,6 @@ class RemoteAttack(ServiceAttacker):
         super().__init__(cfg.data, cfg.seeds[0], client, out_dir, progress)
         self.cfg, self.remote = cfg, remote
 
-    def steal(self):
-        stolen, _, info = super().steal(self.remote.query_budget, self.remote.results_per_query)
-        return stolen, info
-
     # -- Algorithm 1 line 3: the surrogate(s), trained on D_sur only
     def surrogates(self, stolen):
         from padhash.experiments.poisoning_config import surrogate_members
@@ -214,7 +210,7 @@ class RemoteAttack(ServiceAttacker):
         cfg = self.cfg
         results = ResultsFile(self.out, {**to_dict(cfg), "remote": to_dict(self.remote)})
         pairs = self.pairs()
-        stolen, steal_info = self.steal()
+        stolen, _, steal_info = self.steal(self.remote.query_budget, self.remote.results_per_query)
         clean_map = self.map_at_service()
         self.say(f"service as found: {self.health['items']} items, MAP@{self.map_k} {clean_map:.4f}")
         n = cfg.attack.poison_count or max(1, int(round(cfg.attack.poison_ratio * self.health["items"])))
