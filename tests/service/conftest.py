@@ -24,7 +24,7 @@ def free_port() -> int:
 class Server:
     """`padhash serve RUN` in a subprocess; `url`, `stop()`, `kill()` (SIGKILL, as a crash)."""
 
-    def __init__(self, run: Path, state: Path, *args: str):
+    def __init__(self, run: Path, state: Path, *args: str, startup_timeout: float = 600):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **TOKENS, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -32,7 +32,7 @@ class Server:
         self.log = open(state.parent / f"serve-{self.port}.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "padhash", "serve", str(run), "--port", str(self.port),
                                       "--state", str(state), *args], env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {Path(self.log.name).read_text()}")
@@ -73,7 +73,8 @@ def victim_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(victim_run, tmp_path_factory):
     state = tmp_path_factory.mktemp("state") / "service"
+    # ties by id: the API tests find a known item among its many equal-distance neighbours (test_ties: random)
     srv = Server(victim_run, state, "--max-upload-bytes", "200000", "--max-pixels", "1000000",
-                 "--search-rate", "5", "--search-burst", "10")
+                 "--search-rate", "5", "--search-burst", "10", "--ties", "oldest")
     yield srv
     srv.stop()

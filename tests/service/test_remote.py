@@ -47,3 +47,63 @@ def test_attack_over_http_writes_results(victim_run, tmp_path, capsys):
     # no resume against a service that kept the uploads: refused before any request
     assert main(["attack", "padhash", "--victim-url", server.url, "--config", str(config),
                  "--out", str(tmp_path / "out")]) == 2
+
+
+DHTA_CONFIG = """\
+data: {name: digits}
+victim: {method: csq, bits: 16, backbone: smallcnn, epochs: 5, hflip: false}
+attack: {epsilon: 0.0627, iterations: 50}
+queries: 6
+n_t: 3
+methods: [none, noise, dhta]
+remote: {query_budget: 10, results_per_query: 40}
+"""
+TRANSFER_CONFIG = """\
+data: {name: digits}
+surrogates: [{method: dpsh, bits: 16, backbone: smallcnn, epochs: 1, hflip: false}]
+attack: {iterations: 8}
+pairs: 4
+pair_selection: [random]
+remote: {query_budget: 10, results_per_query: 40}
+"""
+
+
+@pytest.mark.slow
+def test_dhta_and_transfer_over_http(victim_run, tmp_path, capsys):
+    server = Server(victim_run, tmp_path / "service")
+    try:
+        for name, text in (("dhta", DHTA_CONFIG), ("transfer", TRANSFER_CONFIG)):
+            (tmp_path / f"{name}.yaml").write_text(text)
+            assert main(["attack", name, "--victim-url", server.url, "--config", str(tmp_path / f"{name}.yaml"),
+                         "--out", str(tmp_path / name), "--no-progress"]) == 0
+        health = __import__("httpx").get(server.url + "/health").json()
+    finally:
+        server.stop()
+    assert health["items"] == 1618 and health["generation"] == 0  # queries only: nothing uploaded, no retrain
+    dhta = json.loads((tmp_path / "dhta" / "results.json").read_text())
+    remote = dhta["remote"]
+    assert remote["stealing_queries"] == 10 and remote["items_stolen"] >= 40
+    assert remote["queries_spent"] == 10 + 3 * 6 and remote["requests"]["image"] == remote["items_stolen"]
+    by_method = {t["method"]: t for t in dhta["trials"]}
+    assert set(by_method) == {"none", "noise", "dhta"}
+    # the attacker's images are 8-bit before crafting, so the clean query is sent unchanged
+    assert by_method["none"]["linf"] == 0 and 0 < by_method["dhta"]["linf"] <= 0.0627 + 0.5 / 255
+    for t in by_method.values():
+        assert 0 <= t["t_map"] <= 1 and 0 <= t["map"] <= 1 and t["topk"] == 100 and t["queries"] == 6
+    assert by_method["dhta"]["surrogate_t_map"] > by_method["none"]["surrogate_t_map"]  # it did attack the surrogate
+    transfer = json.loads((tmp_path / "transfer" / "results.json").read_text())
+    methods = {t["method"] for t in transfer["trials"]}
+    assert methods == {f"{m}@pairs=random" for m in ("none", "pgd", "di", "transfer")}
+    assert all(0 <= t["transfer_rate"] <= 1 for t in transfer["trials"])
+    out = capsys.readouterr().out
+    assert "t-MAP" in out and "transfer_rate" in out and "queries spent" in out
+
+
+def test_query_attacks_refuse_the_ceilings_over_http(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("methods: [none, anchor]\n")
+    assert main(["attack", "dhta", "--victim-url", "http://127.0.0.1:9", "--config", str(tmp_path / "c.yaml"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "anchor need the victim's codes" in capsys.readouterr().err
+    (tmp_path / "t.yaml").write_text("methods: [none, white_box]\n")
+    assert main(["attack", "transfer", "--victim-url", "http://127.0.0.1:9", "--config", str(tmp_path / "t.yaml"),
+                 "--out", str(tmp_path / "o")]) == 2

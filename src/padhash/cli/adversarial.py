@@ -32,6 +32,11 @@ def register(commands) -> None:
         p.add_argument("--victim", default=None, help="reuse a trained run (`padhash train --out RUN`) as the victim")
         p.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        p.add_argument("--victim-url", help="attack a live `padhash serve` service over HTTP instead: steal D_sur "
+                                            "(the config's remote: section sets the query budget), train the "
+                                            "surrogate on it, craft, search, score")
+        p.add_argument("--search-token", help="the service's search token, if it needs one (default "
+                                              "$PADHASH_SEARCH_TOKEN)")
         add_executor_options(p)
         p.set_defaults(func=_transfer if name == "transfer" else _query, ladder=name)
 
@@ -59,6 +64,8 @@ def _query(args: argparse.Namespace) -> int:
         data["n_t"] = 1
     if args.device:
         data["device"] = args.device
+    if args.victim_url:
+        return _remote(args, data, where)
     cfg = query_config_from_dict(data, where)
     results = run_query_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress,
                                executor=executor)
@@ -76,9 +83,37 @@ def _transfer(args: argparse.Namespace) -> int:
     executor = executor_from_args(args, data)
     if args.device:
         data["device"] = args.device
+    if args.victim_url:
+        return _remote(args, data, where)
     cfg = transfer_config_from_dict(data, where)
     results = run_transfer_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress,
                                   executor=executor)
     print("\n".join(transfer_tables(results)))
     print(f"full report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _remote(args: argparse.Namespace, data: dict, where: str) -> int:
+    import os
+
+    from padhash.errors import PadhashError
+    from padhash.experiments.remote_query import NOT_OVER_HTTP, remote_query_config_from_dict, run_remote_query
+    from padhash.service import ServiceClient
+
+    if args.victim:
+        raise PadhashError("--victim and --victim-url exclude each other")
+    if args.ladder in QUERY_LADDERS and data.get("methods") == QUERY_LADDERS[args.ladder]:
+        data["methods"] = [m for m in data["methods"] if m not in NOT_OVER_HTTP]  # the ladder, less its ceiling
+    if args.ladder == "transfer":
+        data.setdefault("methods", ["none", "pgd", "di", "transfer"])
+    cfg, remote = remote_query_config_from_dict(args.ladder, data, where)
+    with ServiceClient(args.victim_url, search_token=args.search_token or os.environ.get("PADHASH_SEARCH_TOKEN")) as client:
+        results = run_remote_query(args.ladder, cfg, remote, client, args.out, progress=not args.no_progress)
+    success = "transfer_rate" if args.ladder == "transfer" else "asr"
+    for method, m in results["aggregates"].items():
+        print(f"{method}: t-MAP {m['t_map']['mean']:.4f}   MAP {m['map']['mean']:.4f}   "
+              f"{success} {m[success]['mean']:.3f}")
+    info = results["remote"]
+    print(f"queries spent {info['queries_spent']} (stealing {info['stealing_queries']}), items stolen "
+          f"{info['items_stolen']}; wrote {Path(args.out) / 'results.json'}")
     return 0

@@ -37,6 +37,9 @@ def register(commands) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch and numba threads (default 1: a search is one small forward pass and one query's "
                         "Hamming search, requests run in parallel threads; more made searches slower on 2 cores)")
+    p.add_argument("--ties", choices=("random", "oldest"), default=d.ties,
+                   help="order of items at the same Hamming distance: random (default; a fixed pseudo-random key per "
+                        "item, as an arbitrary real index) or oldest (by id: uploads lose every tie)")
     p.set_defaults(func=_serve)
 
 
@@ -56,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
                         admin_token=tokens["admin"], search_token=tokens["search"],
                         max_upload_bytes=args.max_upload_bytes, max_pixels=args.max_pixels,
                         search_rate=args.search_rate, search_burst=args.search_burst, state_dir=args.state,
-                        device=args.device, threads=args.threads)
+                        device=args.device, threads=args.threads, ties=args.ties)
     app = create_app(args.run, settings)
     for name in ("ingest", "admin"):
         if tokens[name] is None:  # generated: shown once, here, and nowhere else

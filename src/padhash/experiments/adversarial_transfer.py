@@ -62,26 +62,13 @@ def transfer_trial(trial: AttackTrial, key: str) -> dict:
     s_q = models.codes(skey, lead, ds.query, "query")
     db_classes = ds.database.labels.argmax(dim=1)
     q_classes = ds.query.labels.argmax(dim=1)
-    pair_gen = torch.Generator().manual_seed(derive_seed(seed, "pairs", selection))
-    pairs = vulnerable_pairs(s_q, q_classes, s_db, db_classes, cfg.pairs, num_classes=ds.num_classes,
-                             mode=selection, generator=pair_gen, band=tuple(cfg.pair_band))
-    # each pair attacked toward `targets_per_pair` target codes (the reference: several codes of the class)
-    pairs = [p for p in pairs for _ in range(cfg.targets_per_pair)]
+    pairs, members, s_targets = transfer_targets(cfg, seed, selection, s_q, q_classes, s_db, db_classes,
+                                                 ds.num_classes, [models.codes(k, m, ds.database, "database")
+                                                                  for k, m in surrogates])
     q_idx = torch.tensor([q for q, _ in pairs])
     target_classes = [t for _, t in pairs]
     clean = ds.query.images(q_idx)
     target_labels = torch.nn.functional.one_hot(torch.tensor(target_classes), ds.num_classes).float()
-    # Target code on each surrogate (and on the victim for the white-box ceiling): anchor of n_t target-class items.
-    member_gen = torch.Generator().manual_seed(derive_seed(seed, "members", selection))
-    members = []
-    for i, t in enumerate(target_classes):
-        if i % cfg.targets_per_pair == 0:  # one permutation per pair: its target codes come from disjoint items
-            pool = torch.nonzero(db_classes == t).flatten()
-            order = pool[torch.randperm(len(pool), generator=member_gen)]
-        j = i % cfg.targets_per_pair * cfg.n_t
-        members.append(order[j:j + cfg.n_t] if j < len(order) else order[-cfg.n_t:])
-    s_targets = [torch.stack([anchor_code(models.codes(k, m, ds.database, "database")[mem]) for mem in members])
-                 for k, m in surrogates]
     v_db = models.codes(vkey, victim, ds.database, "database")
     v_targets = torch.stack([anchor_code(v_db[mem]) for mem in members])
     radius = int(round(cfg.eval.region_radius * s_db.shape[1]))
@@ -91,25 +78,52 @@ def transfer_trial(trial: AttackTrial, key: str) -> dict:
                                                                                     target_classes),
             **_sweep_fields(point)}
     gen = torch.Generator().manual_seed(derive_seed(seed, "craft", selection, method))
-    if method == "none":
-        adv = clean
-    elif method == "white_box":
+    if method == "white_box":
         adv = transfer_attack([victim], clean, v_targets, dataclasses.replace(cfg.attack, noise_weight=0.0),
                               gen, batch_size=cfg.batch_size, progress=False)
     else:
-        attack = {"pgd": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=0.0),
-                  "di": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=cfg.diversity_prob),
-                  "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method.removesuffix("_mi")]
-        if method.endswith("_mi"):
-            attack = dataclasses.replace(attack, momentum=cfg.momentum)
-        models_only = [m for _, m in surrogates]
-        # Each surrogate pulls toward its own target code; with one surrogate this is the plain loss.
-        adv = _craft_on_surrogates(models_only, clean, s_targets, attack, gen, cfg.batch_size, False)
+        adv = craft_transfer(method, cfg, [m for _, m in surrogates], clean, s_targets, gen, False)
     record = {"key": key, "method": f"{method}@pairs={selection}" + (f",{trial.label}" if trial.label else ""), **base}
     record.update(_transfer_scores(victim, v_db, lead, s_db, adv, s_targets[0], target_labels, ds, cfg, radius,
                                    derive_seed(seed, "region", selection, method), models.device))
     record.update(image_metrics(clean, adv))
     return record
+
+
+def transfer_targets(cfg: TransferConfig, seed: int, selection: str, s_q, q_classes, s_db, db_classes,
+                     num_classes: int, surrogate_db_codes: list[torch.Tensor]):
+    """The attacker's (query, target class) pairs of one selection, from the lead surrogate's codes of the queries
+    (s_q) and of the database it knows (s_db, classes db_classes), each repeated `targets_per_pair` times; the
+    database rows voting each target code (n_t of its class, disjoint within a pair); and per surrogate the
+    target codes (anchors of those rows' codes under it). Returns (pairs, members, surrogate target codes)."""
+    pair_gen = torch.Generator().manual_seed(derive_seed(seed, "pairs", selection))
+    pairs = vulnerable_pairs(s_q, q_classes, s_db, db_classes, cfg.pairs, num_classes=num_classes,
+                             mode=selection, generator=pair_gen, band=tuple(cfg.pair_band))
+    # each pair attacked toward `targets_per_pair` target codes (the reference: several codes of the class)
+    pairs = [p for p in pairs for _ in range(cfg.targets_per_pair)]
+    member_gen = torch.Generator().manual_seed(derive_seed(seed, "members", selection))
+    members = []
+    for i, (_, t) in enumerate(pairs):
+        if i % cfg.targets_per_pair == 0:  # one permutation per pair: its target codes come from disjoint items
+            pool = torch.nonzero(db_classes == t).flatten()
+            order = pool[torch.randperm(len(pool), generator=member_gen)]
+        j = i % cfg.targets_per_pair * cfg.n_t
+        members.append(order[j:j + cfg.n_t] if j < len(order) else order[-cfg.n_t:])
+    s_targets = [torch.stack([anchor_code(codes[mem]) for mem in members]) for codes in surrogate_db_codes]
+    return pairs, members, s_targets
+
+
+def craft_transfer(method: str, cfg: TransferConfig, surrogates: list, clean, s_targets, gen, progress):
+    """The adversarial queries of a black-box method (none, pgd, di, transfer, di_mi, transfer_mi) crafted on the
+    surrogates alone; each surrogate pulls toward its own target code."""
+    if method == "none":
+        return clean
+    attack = {"pgd": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=0.0),
+              "di": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=cfg.diversity_prob),
+              "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method.removesuffix("_mi")]
+    if method.endswith("_mi"):
+        attack = dataclasses.replace(attack, momentum=cfg.momentum)
+    return _craft_on_surrogates(surrogates, clean, s_targets, attack, gen, cfg.batch_size, progress)
 
 
 def _craft_on_surrogates(models, clean, targets, attack, gen, batch_size, progress) -> torch.Tensor:

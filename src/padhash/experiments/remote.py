@@ -56,19 +56,23 @@ def remote_config_from_dict(data: dict[str, Any], where: str = "config"):
     return cfg, remote
 
 
-class RemoteAttack:
-    def __init__(self, cfg, remote: RemoteSettings, client, out_dir: Path, progress: bool = True):
+class ServiceAttacker:
+    """What every attack on a live service starts from (Algorithm 1 line 2): the attacker's own images (the query
+    split of `data_cfg`; the victim's data are never read), the service's tag vocabulary checked against its
+    classes, D_sur stolen by searching, and surrogates trained on D_sur alone. The black-box query attacks
+    (remote_query) reuse it as it is."""
+
+    def __init__(self, data_cfg, seed: int, client, out_dir: Path, progress: bool = True):
         from padhash.data import load_dataset_from
 
-        self.cfg, self.remote, self.client, self.out, self.progress = cfg, remote, client, Path(out_dir), progress
-        self.seed = cfg.seeds[0]
-        self.ds = load_dataset_from(cfg.data)   # the attacker's own images; the victim's data are never read
+        self.client, self.out, self.progress, self.seed = client, Path(out_dir), progress, seed
+        self.ds = load_dataset_from(data_cfg)
         self.classes = list(self.ds.class_names)
         self.health = client.health()
         unknown = sorted(set(client.tags()) - set(self.classes))
         if unknown:
             raise PadhashError(f"{client.url}: the service's tags {unknown} are not classes of the attacker's "
-                               f"data set {cfg.data.name}")
+                               f"data set {data_cfg.name}")
         self.max_k = int(self.health["max_topk"])
 
     def say(self, text: str) -> None:
@@ -80,13 +84,28 @@ class RemoteAttack:
         out[[self.classes.index(t) for t in tags]] = 1.0
         return out
 
+    def search_labels(self, image: torch.Tensor, k: int) -> tuple[list[int], torch.Tensor]:
+        """(item ids, their multi-hot labels (k, C)) of one search."""
+        hits = self.client.search(image, k=k)
+        return [h["id"] for h in hits], torch.stack([self.labels(h["tags"]) for h in hits])
+
+    def search_many(self, images: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One search per image: (ranked (Q, k), labels (Q·k, C)), the returned items as rows of a "database" that
+        padhash.metrics scores like a local ranking (row q·k + j = the j-th result of query q)."""
+        k = min(k, int(self.health["items"]))  # the service only grows
+        rows = [self.search_labels(x, k)[1] for x in images]
+        labels = torch.cat(rows)
+        return torch.arange(len(labels)).view(len(rows), k), labels
+
     # -- Algorithm 1 line 2: query the API and obtain D_sur
-    def steal(self):
+    def steal(self, query_budget: int, results_per_query: int):
+        """(D_sur as a TensorSplit in item-id order, its item ids, cost record): `query_budget` searches with a
+        seeded permutation of the attacker's images, every returned item downloaded once with its tags."""
         from padhash.data import TensorSplit
 
         order = np.random.default_rng(derive_seed(self.seed, "steal")).permutation(len(self.ds.query))
-        budget = min(self.remote.query_budget, len(order))
-        k = min(self.remote.results_per_query, self.max_k)
+        budget = min(query_budget, len(order))
+        k = min(results_per_query, self.max_k)
         found: dict[int, list[str]] = {}
         for i in order[:budget].tolist():
             for hit in self.client.search(self.ds.query.images([i])[0], k=k):
@@ -95,12 +114,27 @@ class RemoteAttack:
         self.say(f"stole {len(ids)} items with {budget} searches (k={k})")
         images = torch.stack([self.client.image(i) for i in ids])
         labels = torch.stack([self.labels(found[i]) for i in ids])
-        return TensorSplit(images, labels), {"stealing_queries": budget, "items_stolen": len(ids), "stealing_k": k}
+        return TensorSplit(images, labels), ids, {"stealing_queries": budget, "items_stolen": len(ids),
+                                                  "stealing_k": k}
+
+    def train_surrogate(self, stolen, tcfg, i: int, loss=None):
+        """A surrogate trained with recipe `tcfg` on D_sur only, in RUN/models/surrogate-<i>-<backbone>/."""
+        from padhash.hashing import train_hash_model
+
+        model = train_hash_model(stolen, len(self.classes), tcfg, loss=loss, progress=self.progress,
+                                 checkpoint_dir=self.out / "models" / f"surrogate-{i}-{tcfg.backbone}")
+        return model.eval()
+
+
+class RemoteAttack(ServiceAttacker):
+    def __init__(self, cfg, remote: RemoteSettings, client, out_dir: Path, progress: bool = True):
+        super().__init__(cfg.data, cfg.seeds[0], client, out_dir, progress)
+        self.cfg, self.remote = cfg, remote
 
     # -- Algorithm 1 line 3: the surrogate(s), trained on D_sur only
     def surrogates(self, stolen):
         from padhash.experiments.poisoning_config import surrogate_members
-        from padhash.hashing import make_loss, train_hash_model
+        from padhash.hashing import make_loss
 
         s, v = self.cfg.surrogate, self.cfg.victim
         method, bits = s.method or v.method, s.bits or v.bits
@@ -111,9 +145,7 @@ class RemoteAttack:
                                        epochs=s.epochs or v.epochs, lr=s.lr if s.lr is not None else v.lr,
                                        weights=weights, device=self.cfg.device)
             loss = make_loss(method, len(self.classes), bits, seed=seed, num_train=len(stolen), **tcfg.hparams)
-            model = train_hash_model(stolen, len(self.classes), tcfg, loss=loss, progress=self.progress,
-                                     checkpoint_dir=self.out / "models" / f"surrogate-{i}-{backbone}")
-            models.append(model.eval())
+            models.append(self.train_surrogate(stolen, tcfg, i, loss))
             losses.append(loss)
         return models, losses
 
@@ -122,23 +154,14 @@ class RemoteAttack:
         from padhash.metrics import mean_average_precision
 
         n = min(self.remote.map_queries or len(self.ds.query), len(self.ds.query))
-        ranked, table = [], {}
-        for i in range(n):
-            hits = self.client.search(self.ds.query.images([i])[0], k=self.map_k)
-            ranked.append([h["id"] for h in hits])
-            table.update((h["id"], self.labels(h["tags"])) for h in hits)
-        db_labels = torch.zeros(max(table) + 1, len(self.classes))
-        for item_id, row in table.items():
-            db_labels[item_id] = row
-        return mean_average_precision(torch.tensor(ranked), self.ds.query.labels[:n], db_labels)
+        ranked, labels = self.search_many(self.ds.query.images(list(range(n))), self.map_k)
+        return mean_average_precision(ranked, self.ds.query.labels[:n], labels)
 
     def asr(self, triggers: torch.Tensor, target: torch.Tensor) -> dict:
         from padhash.metrics import asr_at_k
 
         k = min(self.cfg.eval.topk, self.max_k)
-        rows = [torch.stack([self.labels(h["tags"]) for h in self.client.search(t, k=k)]) for t in triggers]
-        labels = torch.cat(rows)
-        ranked = torch.arange(len(labels)).view(len(rows), -1)
+        ranked, labels = self.search_many(triggers, k)
         asr, fractions = asr_at_k(ranked, labels, target, threshold=self.cfg.eval.threshold)
         return {"asr": float(asr), "target_fraction": [float(f) for f in fractions], "asr_k": k}
 
@@ -187,7 +210,7 @@ class RemoteAttack:
         cfg = self.cfg
         results = ResultsFile(self.out, {**to_dict(cfg), "remote": to_dict(self.remote)})
         pairs = self.pairs()
-        stolen, steal_info = self.steal()
+        stolen, _, steal_info = self.steal(self.remote.query_budget, self.remote.results_per_query)
         clean_map = self.map_at_service()
         self.say(f"service as found: {self.health['items']} items, MAP@{self.map_k} {clean_map:.4f}")
         n = cfg.attack.poison_count or max(1, int(round(cfg.attack.poison_ratio * self.health["items"])))

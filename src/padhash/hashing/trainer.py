@@ -255,18 +255,21 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
 
 
 @torch.no_grad()
-def encode(model: nn.Module, images_or_split, *, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:
+def encode(model: nn.Module, images_or_split, *, batch_size: int = 256, device: str = "cpu",
+           feature_cache: FeatureCache | None = None) -> torch.Tensor:
     """int8 ±1 codes (N, bits) on the CPU of a tensor of [0,1] images or a Split, in eval mode (the model's mode is
-    restored afterwards)."""
+    restored afterwards). A frozen model reads its backbone features from `feature_cache` (default: the one attached
+    to the model, if any)."""
     is_split = hasattr(images_or_split, "images")
     n = len(images_or_split)
-    if _from_cache(model) and model.feature_cache is not None and n:
+    cache = feature_cache if feature_cache is not None else getattr(model, "feature_cache", None)
+    if _from_cache(model) and cache is not None and n:
         images = images_or_split.images(torch.arange(n)) if is_split else images_or_split
         was_training = model.training
         model.eval().to(device)
         codes = []
         for lo in range(0, n, batch_size):
-            cached = model.feature_cache.features(model, images[lo:lo + batch_size], prefix=model.frozen_prefix)
+            cached = cache.features(model, images[lo:lo + batch_size], prefix=model.frozen_prefix)
             codes.append(to_codes(_head(model, cached.to(device)).cpu()))
         model.train(was_training)
         return torch.cat(codes)

@@ -42,6 +42,7 @@ class Settings:
     state_dir: Path | None = None     # None = RUN/service
     device: str = "cpu"
     threads: int = 1                  # numba threads per search (torch's are process-wide: the CLI sets them)
+    ties: str = "random"              # order of items at equal distance: random (seeded per item) | oldest (by id)
 
 
 class TokenBucket:
@@ -127,7 +128,7 @@ def create_app(run_dir: str | Path, settings: Settings | None = None) -> FastAPI
         raise PadhashError(f"--topk must be in 1..{settings.max_topk}, got {settings.topk}")
     tokens = {"ingest": settings.ingest_token or secrets.token_urlsafe(24),
               "admin": settings.admin_token or secrets.token_urlsafe(24), "search": settings.search_token}
-    engine = RetrievalEngine(Path(run_dir), settings.state_dir, settings.device, settings.threads)
+    engine = RetrievalEngine(Path(run_dir), settings.state_dir, settings.device, settings.threads, settings.ties)
     limiter = TokenBucket(settings.search_rate, settings.search_burst)
     app = FastAPI(title="padhash retrieval service", version="1",
                   description="Deep-hashing image search over a padhash victim run (the red-team target).")

@@ -6,6 +6,16 @@ that `load_victim` reads, as RUN itself is generation 0) and `jobs/<id>.json` (r
 codes are one immutable `Snapshot`: a search sees either the old model with the old codes or the new model with
 the new ones, never a mix. A retrain trains on the whole database with the served run's own training config
 (backbone, weights, method, recipe, seed), so any victim `padhash train` can produce is served unchanged.
+
+Ties (`ties`): items at the same Hamming distance come in an order the client cannot choose. `random` (the default)
+ranks them by a fixed pseudo-random key of the item id (splitmix64 of id and a salt from the run's seed): arbitrary
+as in a real index (FAISS, sharded search) yet reproducible, and the same for an item in every generation.
+`oldest` ranks them by id, which puts every upload after all earlier items of its distance: an ingested poison
+then loses every tie, so a hashing victim whose classes collapse onto a few codes hides uploads behind its
+originals. Frozen backbones: stored items' features are cached in the run's feature cache (RUN/features or its
+config's feature_cache; content-addressed by the image's bytes, so it holds the database already when the data set
+is 8-bit, not for the digits' resized floats), so a retrain, the re-encode after it and a restart pass only new
+images through the backbone; search queries never enter it.
 """
 from __future__ import annotations
 
@@ -30,21 +40,43 @@ from padhash.retrieval import HammingIndex
 from padhash.service.store import ItemStore, to_images, to_pixels
 
 
+TIE_ORDERS = ("random", "oldest")
+
+
+def tie_keys(ids: np.ndarray, salt: int) -> np.ndarray:
+    """uint64 splitmix64 of (id + salt): the rank of each item among items at the same distance (`random` ties)."""
+    z = (ids.astype(np.uint64) + np.uint64(salt % 2**64)) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 @dataclass(frozen=True)
 class Snapshot:
     model: torch.nn.Module
     codes: torch.Tensor          # int8 ±1 (N, bits), row i = item id i
-    index: HammingIndex
+    index: HammingIndex          # over codes[order]: the index's ties by row are the service's tie order
     generation: int
+    order: torch.Tensor          # int64 (N,): index row -> item id
 
 
 class RetrievalEngine:
-    def __init__(self, run_dir: Path, state_dir: Path | None = None, device: str = "cpu", threads: int = 1):
+    def __init__(self, run_dir: Path, state_dir: Path | None = None, device: str = "cpu", threads: int = 1,
+                 ties: str = "random"):
+        from padhash.models import FeatureCache
+        from padhash.rng import derive_seed
+
+        if ties not in TIE_ORDERS:
+            raise PadhashError(f"ties: {ties!r} is not one of {', '.join(TIE_ORDERS)}")
         self.run_dir = Path(run_dir)
         self.threads = threads
         self.state = Path(state_dir) if state_dir else self.run_dir / "service"
         self.device = device
         self.cfg = load_run_config(self.run_dir)
+        self.ties, self.tie_salt = ties, derive_seed(self.cfg.train.seed, "ties")
+        # the run's own cache (content-addressed, safe to share between processes)
+        self.features = FeatureCache(getattr(self.cfg, "feature_cache", None) or self.run_dir / "features",
+                                     progress=False)
         catalogue_path = self.state / "catalogue.json"
         seed_db = None
         if catalogue_path.is_file():
@@ -77,8 +109,17 @@ class RetrievalEngine:
         if model is None:
             model, _ = load_victim(self._model_dir(generation))
         model = model.eval().to(self.device)
-        codes = encode(model, to_images(self.store.pixels), device=self.device)
-        return Snapshot(model, codes, HammingIndex(codes), generation)
+        model.feature_cache = None  # searches run the whole model: an arbitrary query must not enter the cache
+        return self._indexed(model, self._encode_stored(model, self.store.pixels), generation)
+
+    def _encode_stored(self, model, pixels: np.ndarray) -> torch.Tensor:
+        return encode(model, to_images(pixels), device=self.device, feature_cache=self.features)
+
+    def _indexed(self, model, codes: torch.Tensor, generation: int) -> Snapshot:
+        ids = np.arange(len(codes))
+        order = torch.from_numpy(np.argsort(tie_keys(ids, self.tie_salt), kind="stable") if self.ties == "random"
+                                 else ids).long()
+        return Snapshot(model, codes, HammingIndex(codes[order]), generation, order)
 
     # -- the API's operations
     def search(self, image: torch.Tensor, k: int) -> tuple[int, list[tuple[int, int]]]:
@@ -88,8 +129,8 @@ class RetrievalEngine:
         numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         snap = self.snapshot
         code = encode(snap.model, image[None], device=self.device)
-        dist, idx = snap.index.search(code, min(k, len(snap.codes)))
-        return snap.generation, list(zip(idx[0].tolist(), dist[0].tolist()))
+        dist, rows = snap.index.search(code, min(k, len(snap.codes)))
+        return snap.generation, list(zip(snap.order[rows[0]].tolist(), dist[0].tolist()))
 
     def item_tags(self, item_id: int) -> list[str] | None:
         if not 0 <= item_id < len(self.store):
@@ -113,10 +154,9 @@ class RetrievalEngine:
         with self.store.lock:
             snap = self.snapshot
             # the code of the stored 8-bit pixels, which is what a later re-encode (retrain) will see
-            code = encode(snap.model, to_images(pixels), device=self.device)
+            code = self._encode_stored(snap.model, pixels)
             (item_id,) = self.store.append(pixels, labels)
-            codes = torch.cat([snap.codes, code])
-            self.snapshot = Snapshot(snap.model, codes, HammingIndex(codes), snap.generation)
+            self.snapshot = self._indexed(snap.model, torch.cat([snap.codes, code]), snap.generation)
         return item_id
 
     # -- retraining
@@ -160,7 +200,8 @@ class RetrievalEngine:
             if out.exists():  # left by a retrain killed before it was served: never served, start it afresh
                 shutil.rmtree(out)
             tcfg = dataclasses.replace(self.cfg.train, device=self.device)
-            model = train_hash_model(split, len(self.tags), tcfg, checkpoint_dir=out / "checkpoint", progress=False)
+            model = train_hash_model(split, len(self.tags), tcfg, checkpoint_dir=out / "checkpoint", progress=False,
+                                     feature_cache=self.features)
             save_tensors(out / "model.safetensors", model.state_dict(),
                          metadata={"backbone": tcfg.backbone, "bits": str(tcfg.bits), "image_size": str(self.image_size)})
             atomic_write_text(out / "config.yaml", (self.run_dir / "config.yaml").read_text(encoding="utf-8"))

@@ -45,9 +45,14 @@ def decode_upload(data: bytes, size: int, max_pixels: int) -> torch.Tensor:
     return load_image_file(io.BytesIO(data), size)
 
 
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """[0,1] images as an 8-bit upload carries them (what encode_png sends, back as floats)."""
+    return (images.clamp(0, 1) * 255).round() / 255
+
+
 def encode_png(image: torch.Tensor) -> bytes:
     """float [0,1] (3, H, W) → PNG bytes (lossless, so crafted perturbations survive up to 8-bit rounding)."""
-    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    pixels = (quantize(image) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="PNG")
     return out.getvalue()
