@@ -1,4 +1,4 @@
-"""#18 (issue 25): DHTA on clips moves the adversarial clip's code to the anchor code.
+"""#18: DHTA on clips moves the adversarial clip's code toward the target code.
 
 The shipped clip config (configs/dhta-video-digits-motion.yaml) once used a small CNN trained from scratch, whose
 clip codes did not move at ε = 8/255 (Hamming to the anchor stayed at 16 of 32 bits for every query over 100

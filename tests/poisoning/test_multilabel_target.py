@@ -1,4 +1,4 @@
-"""PADHASH Table VII on multi-label data: eval.match decides when an item carries a multi-hot y_t (issue 25)."""
+"""PADHASH Table VII on multi-label data: eval.match decides when an item carries a multi-hot y_t (#18)."""
 from pathlib import Path
 
 import pytest
