@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from padhash.errors import PadhashError
-from padhash.metrics import asr_at_k, map_at_k, mean_average_precision, pr_curve, precision_at_k, t_map_at_k
+from padhash.metrics import ASR_MATCHES, asr_at_k, carries_target, map_at_k, mean_average_precision, pr_curve, precision_at_k, t_map_at_k
 
 A, B, C = [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]
 DB_LABELS = torch.tensor([A, B, A, A, B])
@@ -128,3 +128,19 @@ def test_more_than_64_classes_and_blocked_search(monkeypatch):
     ap = (rel.cumsum(1) / torch.arange(1, 21) * rel).sum(1) / rel.sum(1).clamp(min=1)
     assert full == pytest.approx(float(ap.mean()))
     assert ap[0] == 1.0  # every item shares class 69 with query 0
+
+
+def test_asr_match_any_all_exact_on_multi_label_items():
+    # PADHASH Table VII: target y_t = {1, 2}; items {1}, {1,2}, {1,2,0}, {0}
+    db_labels = torch.tensor([[0, 1.0, 0], [0, 1, 1], [1, 1, 1], [1, 0, 0]])
+    ranked = torch.tensor([[0, 1, 2, 3]])
+    target = torch.tensor([0, 1.0, 1])
+    fractions = {m: asr_at_k(ranked, db_labels, target, threshold=0.3, match=m)[1].item() for m in ASR_MATCHES}
+    assert fractions == {"any": 0.75, "all": 0.5, "exact": 0.25}
+    assert asr_at_k(ranked, db_labels, target, threshold=0.3, match="exact")[0] == 0.0
+    assert carries_target(db_labels, target, "all").tolist() == [False, True, True, False]
+    # one-hot target on single-label items: the three readings agree
+    one_hot = torch.eye(3)[[0, 1, 1, 2]]
+    assert len({asr_at_k(ranked, one_hot, torch.tensor([0, 1.0, 0]), match=m)[1].item() for m in ASR_MATCHES}) == 1
+    with pytest.raises(PadhashError, match="match"):
+        asr_at_k(ranked, db_labels, target, match="some")

@@ -334,8 +334,9 @@ class PoisoningRun:
         from padhash.data import stolen_subset
 
         ds = self.dataset(cfg.data)
-        carries = (ds.train.labels[:, target > 0] > 0).any(1)
-        pool = torch.nonzero(carries).flatten()
+        from padhash.metrics import carries_target
+
+        pool = torch.nonzero(carries_target(ds.train.labels, target, cfg.eval.match)).flatten()
         if cfg.attack.bases_from == "stolen":
             stolen = set(stolen_subset(ds.train, cfg.surrogate.stolen_fraction, derive_seed(seed, "attacker")).tolist())
             pool = torch.tensor([int(i) for i in pool if int(i) in stolen], dtype=torch.long)

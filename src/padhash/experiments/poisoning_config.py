@@ -88,6 +88,10 @@ class EvalConfig:
     noise_std: float = 8 / 255         # Gaussian noise on the triggers (Table VIII)
     jpeg_quality: int = 85             # JPEG on the triggers (Table VIII)
     map_topk: int | None = None        # MAP / MAP* over the query split; None = mAP@all
+    # when an item "carries" a multi-hot y_t (padhash.metrics.ASR_MATCHES): all = every label of y_t (the reading
+    # of PADHASH Table VII, docs/results.md), any = >= 1 of them, exact = label vector y_t (Alg. 1's D_t). The same
+    # rule picks the poisons' bases. One-hot targets on single-label data: all three agree.
+    match: str = field(default="all", metadata=OMIT_AT_DEFAULT)
 
 
 @dataclass
@@ -165,6 +169,10 @@ def _validate(cfg: PoisoningConfig, where: str) -> None:
         raise PadhashError(f"{where}.surrogate.backbones: give at least one backbone (or none: the victim's)")
     if cfg.surrogate.weights and len(cfg.surrogate.weights) != len(cfg.surrogate.backbones or []):
         raise PadhashError(f"{where}.surrogate.weights: give one file per backbone ({len(cfg.surrogate.backbones)})")
+    from padhash.metrics import ASR_MATCHES
+
+    if cfg.eval.match not in ASR_MATCHES:
+        raise PadhashError(f"{where}.eval.match: {cfg.eval.match!r} is not one of {', '.join(ASR_MATCHES)}")
     if not 0 < cfg.eval.threshold <= 1 or cfg.eval.topk < 1:
         raise PadhashError(f"{where}.eval: topk must be ≥ 1 and threshold in (0, 1]")
     if cfg.poisons_in_database not in POISONS_IN_DATABASE:

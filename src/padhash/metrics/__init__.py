@@ -1,7 +1,9 @@
 """Retrieval metrics (mAP@k, t-MAP@k, precision@k, PR curves, ASR@k) and image-distortion metrics."""
 from padhash.metrics.image import image_metrics, perceptibility, psnr, ssim
 from padhash.metrics.ranking import (
+    ASR_MATCHES,
     asr_at_k,
+    carries_target,
     average_precisions,
     map_at_k,
     mean_average_precision,
@@ -11,6 +13,6 @@ from padhash.metrics.ranking import (
 )
 
 __all__ = [
-    "asr_at_k", "average_precisions", "image_metrics", "map_at_k", "mean_average_precision", "perceptibility", "pr_curve",
+    "ASR_MATCHES", "asr_at_k", "average_precisions", "carries_target", "image_metrics", "map_at_k", "mean_average_precision", "perceptibility", "pr_curve",
     "precision_at_k", "psnr", "ssim", "t_map_at_k",
 ]

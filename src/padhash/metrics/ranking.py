@@ -173,16 +173,38 @@ def pr_curve(query_codes, db_codes, query_labels, db_labels) -> tuple[np.ndarray
     return precision.cpu().numpy(), recall.cpu().numpy()
 
 
-def asr_at_k(ranked_idx, db_labels, target_labels, *, threshold: float = 0.3) -> tuple[float, torch.Tensor]:
+# When a retrieved item "carries" a target label vector y_t (PADHASH Table VII on multi-label data): `any` = it shares
+# >= 1 of y_t's labels (DeepHash relevance), `all` = it has every label of y_t (y ⊇ y_t), `exact` = its label vector
+# is y_t (Algorithm 1's target images D_t = {(x_i, y_t)}). For one-hot targets on single-label data all three agree.
+ASR_MATCHES = ("any", "all", "exact")
+
+
+def carries_target(labels, target, match: str = "any") -> torch.Tensor:
+    """Bool tensor: whether each row of multi-hot `labels` (..., C) carries `target` (broadcast to it) by `match`."""
+    if match not in ASR_MATCHES:
+        raise PadhashError(f"target match {match!r} is not one of {', '.join(ASR_MATCHES)}")
+    have, want = torch.as_tensor(labels) > 0, torch.as_tensor(target) > 0
+    if match == "any":
+        return (have & want).any(-1)
+    if match == "all":
+        return (have | ~want).all(-1)
+    return (have == want).all(-1)
+
+
+def asr_at_k(ranked_idx, db_labels, target_labels, *, threshold: float = 0.3,
+             match: str = "any") -> tuple[float, torch.Tensor]:
     """Attack success rate (PADHASH): a query succeeds when MORE than ``threshold`` of its top k carry the target
     label (the paper's "more than 30 %"; strict since issue 15, before it was ≥).
 
-    ``target_labels`` is (Q, C) or one (C,) vector; an item carries a multi-hot target when it shares >= 1 of its
-    positives. Returns (ASR, per-query fractions (Q,) float64). The comparison is done on counts
-    (hits > threshold * k, with a 1e-9 allowance for float rounding) so 12 of 40 does NOT pass a 0.3 threshold, 13 does.
+    ``target_labels`` is (Q, C) or one (C,) vector; whether an item carries a multi-hot target is ``match``
+    (``ASR_MATCHES``: any / all / exact; ``any`` = shares >= 1 of its positives). Returns (ASR, per-query fractions
+    (Q,) float64). The comparison is done on counts (hits > threshold * k, with a 1e-9 allowance for float
+    rounding) so 12 of 40 does NOT pass a 0.3 threshold, 13 does.
     """
     if not 0.0 <= threshold <= 1.0:
         raise PadhashError(f"ASR threshold must lie in [0, 1], got {threshold}")
+    if match not in ASR_MATCHES:
+        raise PadhashError(f"ASR match {match!r} is not one of {', '.join(ASR_MATCHES)}")
     ranked_idx = torch.as_tensor(ranked_idx)
     db_labels = _labels(db_labels, "database labels")
     if ranked_idx.dim() != 2:
@@ -191,7 +213,12 @@ def asr_at_k(ranked_idx, db_labels, target_labels, *, threshold: float = 0.3) ->
     k = ranked_idx.shape[1]
     if k == 0:
         raise PadhashError("ASR needs at least one retrieved item per query (k >= 1)")
-    _, hits = average_precisions(ranked_idx, target, db_labels)
+    if match == "any":
+        _, hits = average_precisions(ranked_idx, target, db_labels)
+    else:
+        if ranked_idx.numel() and not 0 <= int(ranked_idx.min()) <= int(ranked_idx.max()) < len(db_labels):
+            raise PadhashError(f"ranked indices: must lie in 0..{len(db_labels) - 1}")
+        hits = carries_target(db_labels[ranked_idx.long()], target[:, None, :], match).sum(1)
     success = hits.double() > threshold * k + 1e-9
     asr = float(success.double().mean()) if success.numel() else 0.0
     return asr, hits.double() / k
