@@ -1,4 +1,11 @@
-"""Shared inputs for the bad-input table: a tiny .npz data set and how to run the CLI and check its one line."""
+"""Shared inputs for the bad-input table: a tiny .npz data set, how to run the CLI (in this process or as a real
+one, optionally stalled at a chosen call by tests/bad_input/stall.py) and check its one line."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 
 from padhash.cli import main
@@ -37,3 +44,23 @@ def assert_one_line(code, err, *needles):
     assert "Traceback" not in err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def padhash_process(argv, stall=None, **kwargs):
+    """`padhash ARGV` as a real process (stderr piped, text); `stall` = the arguments of tests/bad_input/stall.py."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    entry = ["-m", "tests.bad_input.stall", *map(str, stall), "--"] if stall else ["-m", "padhash"]
+    return subprocess.Popen([sys.executable, *entry, *map(str, argv)], env=env, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+def wait_for(path: Path, proc, timeout=300):
+    """Wait until `path` exists while `proc` still runs (its stderr in the failure message when it ended)."""
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
