@@ -4,6 +4,7 @@ import io
 import os
 import pickle
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -160,3 +161,60 @@ def test_numba_cache_falls_back_to_a_temporary_folder(monkeypatch):
     numba_cache.ensure_writable_cache()
     folder = os.environ["NUMBA_CACHE_DIR"]
     assert "padhash-numba-" in folder and os.path.isdir(folder) and numba.config.CACHE_DIR == folder
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """mount(size) -> a fresh tmpfs of that many bytes (remounted when called again); unmounted afterwards. Skips
+    where mounting is not permitted (it needs root / CAP_SYS_ADMIN)."""
+    folder = tmp_path / "tmpfs"
+    folder.mkdir()
+    mounted = []
+
+    def mount(size):
+        options = f"{'remount,' if mounted else ''}size={size}"
+        try:
+            done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                                  text=True)
+        except OSError as exc:
+            pytest.skip(f"cannot run mount to make a small tmpfs ({exc})")
+        if done.returncode != 0:
+            if not mounted:
+                pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {done.stderr.strip()}")
+            pytest.fail(done.stderr)
+        mounted.append(size)
+        return folder
+
+    yield mount
+    if mounted:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_disk_full_on_a_real_tmpfs_out_exits_2_and_resumes_from_the_last_good_checkpoint(tmp_path, tiny_npz,
+                                                                                          small_tmpfs, capsys,
+                                                                                          monkeypatch):
+    from safetensors import safe_open
+
+    import padhash.hashing.trainer as trainer
+
+    argv = [*TRAIN, "--data-root", tiny_npz, "--epochs", "2"]
+    assert cli([*argv, "--out", tmp_path / "whole"], capsys)[0] == 0
+    size = (tmp_path / "whole" / "checkpoint" / CHECKPOINT_NAME).stat().st_size
+    out = small_tmpfs(size * 3 // 2) / "run"  # room for epoch 1's checkpoint, not for epoch 2's beside it
+
+    code, _, err = cli([*argv, "--out", out], capsys)
+    assert_one_line(code, err, CHECKPOINT_NAME, "No space left on device")
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert files == [".padhash.lock", "checkpoint", f"checkpoint/{CHECKPOINT_NAME}", "config.yaml"]  # no temp file
+    with safe_open(str(out / "checkpoint" / CHECKPOINT_NAME), framework="pt") as fh:
+        assert fh.metadata()["epoch"] == "1"  # the last good one, whole
+
+    small_tmpfs(size * 8)  # space again: the same command resumes at epoch 2
+    real_save, saved = trainer._save_checkpoint, []
+    monkeypatch.setattr(trainer, "_save_checkpoint", lambda path, fp, epoch, *a: (saved.append(epoch),
+                                                                                  real_save(path, fp, epoch, *a)))
+    code, _, err = cli([*argv, "--out", out], capsys)
+    assert code == 0, err
+    assert saved == [2]
+    for name in ("model.safetensors", "codes.npz", f"checkpoint/{CHECKPOINT_NAME}"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
