@@ -68,3 +68,28 @@ def test_a_run_folder_inside_is_padhash_content(tmp_path):
     (tmp_path / "d" / "attack" / "results.json").write_text('{"trials": []}')
     with run_folder(tmp_path / "d"):
         pass
+
+
+DHTA = {"data": {"name": "digits", "image_size": 16, "options": {"train_per_class": 20}},
+        "victim": {"epochs": 1, "bits": 16, "batch_size": 64}, "queries": 2, "n_t": 3, "methods": ["none", "dhta"],
+        "attack": {"iterations": 2, "epsilon": 8 / 255}, "eval": {"topk": 50, "grid_queries": 1}}
+
+
+@pytest.mark.slow
+def test_a_second_dhta_run_of_another_config_on_the_same_out_is_refused_and_the_first_kept(tmp_path, capsys):
+    """Issue #21's data loss: both runs exited 0 and the second one's results were gone."""
+    import yaml
+
+    out, configs = tmp_path / "run", []
+    for i, iterations in enumerate((2, 3)):
+        configs.append(tmp_path / f"dhta-{i}.yaml")
+        configs[-1].write_text(yaml.safe_dump({**DHTA, "attack": {**DHTA["attack"], "iterations": iterations}}))
+    command = lambda cfg: ["attack", "dhta", "--config", cfg, "--out", out, "--no-progress"]  # noqa: E731
+    code, _, err = cli(command(configs[0]), capsys)
+    assert code == 0, err
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert {out / "results.json", out / "report.md"} <= set(before)
+    code, stdout, err = cli(command(configs[1]), capsys)
+    assert_one_line(code, err, "results.json", "different config")
+    assert "full report" not in stdout
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
