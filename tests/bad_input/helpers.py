@@ -12,6 +12,19 @@ from padhash.cli import main
 
 TRAIN = ["train", "--dataset", "npz", "--method", "dpn", "--bits", "16", "--epochs", "1", "--batch-size", "16",
          "--no-progress"]
+# the cheapest DHTA run: 16-px digits, 20 training images per class, a one-epoch victim, 2 queries, 2 iterations
+DHTA_TINY = {"data": {"name": "digits", "image_size": 16, "options": {"train_per_class": 20}},
+             "victim": {"epochs": 1, "bits": 16, "batch_size": 64}, "queries": 2, "n_t": 3,
+             "methods": ["none", "dhta"], "attack": {"iterations": 2, "epsilon": 8 / 255},
+             "eval": {"topk": 50, "grid_queries": 1}}
+
+
+def dhta_config(path, **over):
+    """DHTA_TINY (top-level keys replaced by `over`) written to `path`; returns the path."""
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump({**DHTA_TINY, **over}))
+    return path
 
 
 def arrays(n, size=16, seed=0):
@@ -49,9 +62,10 @@ def assert_one_line(code, err, *needles):
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def padhash_process(argv, stall=None, **kwargs):
+def padhash_process(argv, stall=None, env_extra=None, **kwargs):
     """`padhash ARGV` as a real process (stderr piped, text); `stall` = the arguments of tests/bad_input/stall.py."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "OMP_NUM_THREADS": "1",
+           **(env_extra or {})}
     entry = ["-m", "tests.bad_input.stall", *map(str, stall), "--"] if stall else ["-m", "padhash"]
     return subprocess.Popen([sys.executable, *entry, *map(str, argv)], env=env, stderr=subprocess.PIPE, text=True,
                             **kwargs)

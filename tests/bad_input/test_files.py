@@ -4,7 +4,6 @@ import io
 import os
 import pickle
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from padhash.experiments.records import ResultsFile
 from padhash.experiments.retrieval import load_victim
 from padhash.hashing import TrainConfig, train_hash_model
 from padhash.hashing.trainer import CHECKPOINT_NAME
-from tests.bad_input.helpers import TRAIN, assert_one_line, cli
+from tests.bad_input.helpers import TRAIN, assert_one_line, cli, dhta_config
 
 
 class _Evil:
@@ -81,20 +80,26 @@ def test_malicious_cifar_meta_refused(tmp_path):
         load_dataset("cifar10", str(tmp_path))
 
 
-def test_results_json_holding_a_list(tmp_path):
+def test_results_json_holding_a_list(tmp_path, capsys):
     (tmp_path / "results.json").write_text("[1, 2]")
     with pytest.raises(PadhashError, match="results.json: expected a JSON object"):
         ResultsFile.load(tmp_path)
     with pytest.raises(PadhashError, match="results.json"):
         ResultsFile(tmp_path, {"a": 1})
+    command = ["attack", "dhta", "--config", dhta_config(tmp_path / "c.yaml"), "--out", tmp_path, "--no-progress"]
+    assert_one_line(*cli(command, capsys)[::2], "results.json", "expected a JSON object")
+    assert (tmp_path / "results.json").read_text() == "[1, 2]"
 
 
-def test_image_size_metadata_not_an_integer(tiny_run, tmp_path):
+def test_image_size_metadata_not_an_integer(tiny_run, tmp_path, capsys):
     run = shutil.copytree(tiny_run, tmp_path / "run")
     state = pio.load_tensors(run / "model.safetensors")
     pio.save_tensors(run / "model.safetensors", state, metadata={"image_size": "big", "bits": "16"})
     with pytest.raises(PadhashError, match="image_size must be a positive integer"):
         load_victim(run)
+    command = ["attack", "dhta", "--config", dhta_config(tmp_path / "c.yaml"), "--victim", run, "--out",
+               tmp_path / "out", "--no-progress"]
+    assert_one_line(*cli(command, capsys)[::2], "model.safetensors", "image_size must be a positive integer")
 
 
 def test_safetensors_files_are_byte_identical_for_identical_content(tmp_path):
@@ -161,33 +166,6 @@ def test_numba_cache_falls_back_to_a_temporary_folder(monkeypatch):
     numba_cache.ensure_writable_cache()
     folder = os.environ["NUMBA_CACHE_DIR"]
     assert "padhash-numba-" in folder and os.path.isdir(folder) and numba.config.CACHE_DIR == folder
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    """mount(size) -> a fresh tmpfs of that many bytes (remounted when called again); unmounted afterwards. Skips
-    where mounting is not permitted (it needs root / CAP_SYS_ADMIN)."""
-    folder = tmp_path / "tmpfs"
-    folder.mkdir()
-    mounted = []
-
-    def mount(size):
-        options = f"{'remount,' if mounted else ''}size={size}"
-        try:
-            done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
-                                  text=True)
-        except OSError as exc:
-            pytest.skip(f"cannot run mount to make a small tmpfs ({exc})")
-        if done.returncode != 0:
-            if not mounted:
-                pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {done.stderr.strip()}")
-            pytest.fail(done.stderr)
-        mounted.append(size)
-        return folder
-
-    yield mount
-    if mounted:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_disk_full_on_a_real_tmpfs_out_exits_2_and_resumes_from_the_last_good_checkpoint(tmp_path, tiny_npz,

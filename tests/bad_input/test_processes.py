@@ -1,11 +1,12 @@
 """Cases that need a real process: a closed stdout (`| head`), SIGINT, and SIGKILL then resume."""
 import os
+import shutil
 import signal
 import subprocess
 
 import pytest
 
-from tests.bad_input.helpers import TRAIN, padhash_process, wait_for, write_npz
+from tests.bad_input.helpers import ROOT, TRAIN, padhash_process, wait_for, write_npz
 
 
 def test_closed_stdout_exits_quietly(tmp_path):
@@ -15,6 +16,21 @@ def test_closed_stdout_exits_quietly(tmp_path):
     os.close(write)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.slow
+def test_read_only_install_and_home_still_run_the_numba_kernels(tiny_run, small_tmpfs):
+    """numba caches beside the source or in the user's cache folder; with neither writable it raised "cannot cache
+    function". Here the package lies on a read-only tmpfs and HOME / XDG_CACHE_HOME cannot be written."""
+    install = small_tmpfs(64 * 2**20)
+    shutil.copytree(ROOT / "src" / "padhash", install / "padhash", ignore=shutil.ignore_patterns("__pycache__"))
+    small_tmpfs(64 * 2**20, read_only=True)
+    unwritable = {"PYTHONPATH": str(install), "HOME": "/proc/padhash-home", "XDG_CACHE_HOME": "/proc/padhash-cache"}
+    proc = padhash_process(["eval", tiny_run, "--index", "numba"], stdout=subprocess.PIPE,
+                           env_extra={**unwritable, "NUMBA_CACHE_DIR": ""})
+    out, err = proc.communicate(timeout=900)  # every kernel compiles, uncached
+    assert proc.returncode == 0 and "Traceback" not in err and "cannot cache" not in err, err
+    assert "mAP" in out and not list(install.rglob("*.nbi"))
 
 
 def _long_train(tmp_path, out, epochs):

@@ -7,7 +7,7 @@ import pytest
 
 from padhash.errors import PadhashError
 from padhash.runs import LOCK_NAME, run_folder
-from tests.bad_input.helpers import TRAIN, assert_one_line, cli
+from tests.bad_input.helpers import DHTA_TINY, TRAIN, assert_one_line, cli, dhta_config
 
 
 def test_out_holding_the_users_files_is_refused(tmp_path, tiny_npz, capsys):
@@ -70,20 +70,12 @@ def test_a_run_folder_inside_is_padhash_content(tmp_path):
         pass
 
 
-DHTA = {"data": {"name": "digits", "image_size": 16, "options": {"train_per_class": 20}},
-        "victim": {"epochs": 1, "bits": 16, "batch_size": 64}, "queries": 2, "n_t": 3, "methods": ["none", "dhta"],
-        "attack": {"iterations": 2, "epsilon": 8 / 255}, "eval": {"topk": 50, "grid_queries": 1}}
-
-
 @pytest.mark.slow
 def test_a_second_dhta_run_of_another_config_on_the_same_out_is_refused_and_the_first_kept(tmp_path, capsys):
     """Issue #21's data loss: both runs exited 0 and the second one's results were gone."""
-    import yaml
-
-    out, configs = tmp_path / "run", []
-    for i, iterations in enumerate((2, 3)):
-        configs.append(tmp_path / f"dhta-{i}.yaml")
-        configs[-1].write_text(yaml.safe_dump({**DHTA, "attack": {**DHTA["attack"], "iterations": iterations}}))
+    out = tmp_path / "run"
+    configs = [dhta_config(tmp_path / f"dhta-{i}.yaml", attack={**DHTA_TINY["attack"], "iterations": iterations})
+               for i, iterations in enumerate((2, 3))]
     command = lambda cfg: ["attack", "dhta", "--config", cfg, "--out", out, "--no-progress"]  # noqa: E731
     code, _, err = cli(command(configs[0]), capsys)
     assert code == 0, err
