@@ -14,7 +14,7 @@ def test_closed_stdout_exits_quietly(tmp_path):
     os.close(read)  # `padhash datasets | head` after head left
     proc = padhash_process(["datasets"], stdout=write)
     os.close(write)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "Traceback" not in err and "BrokenPipe" not in err, err
 
 
