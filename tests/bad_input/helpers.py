@@ -1,10 +1,30 @@
-"""Shared inputs for the bad-input table: a tiny .npz data set and how to run the CLI and check its one line."""
+"""Shared inputs for the bad-input table: a tiny .npz data set, how to run the CLI (in this process or as a real
+one, optionally stalled at a chosen call by tests/bad_input/stall.py) and check its one line."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 
 from padhash.cli import main
 
 TRAIN = ["train", "--dataset", "npz", "--method", "dpn", "--bits", "16", "--epochs", "1", "--batch-size", "16",
          "--no-progress"]
+# the cheapest DHTA run: 16-px digits, 20 training images per class, a one-epoch victim, 2 queries, 2 iterations
+DHTA_TINY = {"data": {"name": "digits", "image_size": 16, "options": {"train_per_class": 20}},
+             "victim": {"epochs": 1, "bits": 16, "batch_size": 64}, "queries": 2, "n_t": 3,
+             "methods": ["none", "dhta"], "attack": {"iterations": 2, "epsilon": 8 / 255},
+             "eval": {"topk": 50, "grid_queries": 1}}
+
+
+def dhta_config(path, **over):
+    """DHTA_TINY (top-level keys replaced by `over`) written to `path`; returns the path."""
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump({**DHTA_TINY, **over}))
+    return path
 
 
 def arrays(n, size=16, seed=0):
@@ -37,3 +57,24 @@ def assert_one_line(code, err, *needles):
     assert "Traceback" not in err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def padhash_process(argv, stall=None, env_extra=None, **kwargs):
+    """`padhash ARGV` as a real process (stderr piped, text); `stall` = the arguments of tests/bad_input/stall.py."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "OMP_NUM_THREADS": "1",
+           **(env_extra or {})}
+    entry = ["-m", "tests.bad_input.stall", *map(str, stall), "--"] if stall else ["-m", "padhash"]
+    return subprocess.Popen([sys.executable, *entry, *map(str, argv)], env=env, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+def wait_for(path: Path, proc, timeout=300):
+    """Wait until `path` exists while `proc` still runs (its stderr in the failure message when it ended)."""
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)

@@ -1,5 +1,6 @@
 """Issue #21's table, through the CLI: every bad input is exit code 2, one line naming the file or key path, no
 traceback, and a run that failed before doing work leaves no folder behind (the corrected command can use it)."""
+import os
 import shutil
 import zipfile
 
@@ -21,6 +22,19 @@ def _npz_with_bad_member(tmp):
                 with archive.open(f"{name}.npy", "w") as fh:
                     np.lib.format.write_array(fh, value)
     return path
+
+
+def _npz_with_corrupt_member(tmp):
+    """A stored (uncompressed) member whose data bytes are damaged: the zip's CRC check fails on reading."""
+    good = dict(np.load(write_npz(tmp / "ok.npz")))
+    with zipfile.ZipFile(tmp / "crc.npz", "w") as archive:
+        for name, value in good.items():
+            with archive.open(f"{name}.npy", "w") as fh:
+                np.lib.format.write_array(fh, value)
+    raw = bytearray((tmp / "crc.npz").read_bytes())
+    raw[raw.find(b"x_test.npy") + 200] ^= 0xFF  # inside x_test's array data
+    (tmp / "crc.npz").write_bytes(bytes(raw))
+    return tmp / "crc.npz"
 
 
 def _truncated_npz(tmp):
@@ -49,6 +63,7 @@ def _config(tmp, text):
 CASES = {
     "images_too_small_for_the_network": (lambda t: write_npz(t / "s.npz", size=2), lambda t: [], ["do not fit"]),
     "npz_member_with_bad_npy_header": (_npz_with_bad_member, lambda t: [], ["bad.npz"]),
+    "npz_member_with_corrupt_data": (_npz_with_corrupt_member, lambda t: [], ["crc.npz"]),
     "npz_truncated": (_truncated_npz, lambda t: [], ["cut.npz"]),
     "npz_empty_query_split": (lambda t: write_npz(t / "e.npz", n_test=0), lambda t: [], ["query split", "0 image"]),
     "npz_one_image": (lambda t: write_npz(t / "o.npz", n_train=1, n_test=1), lambda t: [], ["train split"]),
@@ -58,6 +73,8 @@ CASES = {
     "lr_zero": (None, lambda t: ["--lr", "0"], ["lr"]),
     "lr_wrong_type": (None, lambda t: _config(t, "train: {lr: fast}\n"), ["train.lr", "number"]),
     "seed_negative": (None, lambda t: ["--seed", "-1"], ["train.seed", "non-negative"]),
+    "seed_negative_in_train_config": (None, lambda t: _config(t, "train: {seed: -1}\n"),
+                                      ["train.seed", "non-negative"]),
     "data_seed_negative": (None, lambda t: _config(t, "data: {seed: -3}\n"), ["data.seed"]),
     "seed_wrong_type": (None, lambda t: _config(t, "train: {seed: 1.5}\n"), ["train.seed", "integer"]),
     "bits_huge": (None, lambda t: ["--bits", "100000"], ["bits", "32768"]),
@@ -108,6 +125,26 @@ def test_train_bad_out(name, tmp_path, tiny_npz, capsys):
     assert (tmp_path / "f").read_text() == "the user's file"
 
 
+@pytest.mark.parametrize("name", ["out_in_a_read_only_folder", "out_is_a_read_only_folder"])
+def test_train_out_on_a_read_only_file_system(name, tiny_npz, small_tmpfs, capsys):
+    folder = small_tmpfs(64 * 1024, read_only=True)  # read-only even for root, unlike a chmod
+    out = folder / "run" if name == "out_in_a_read_only_folder" else folder
+    code, _, err = cli([*TRAIN, "--data-root", tiny_npz, "--out", out], capsys)
+    assert_one_line(code, err, str(out), "Read-only file system" if out != folder else "not writable")
+
+
+def test_train_out_the_user_cannot_write(tmp_path, tiny_npz, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into any folder; the read-only file system cases stand for it")
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o555)
+    try:
+        code, _, err = cli([*TRAIN, "--data-root", tiny_npz, "--out", folder / "run"], capsys)
+        assert_one_line(code, err, "cannot create the run folder")
+    finally:
+        folder.chmod(0o755)
+
+
 def test_topk_beyond_database_is_clipped_with_a_warning(tmp_path, tiny_npz, capsys):
     code, _, err = cli([*TRAIN, "--data-root", tiny_npz, "--topk", "100000", "--out", tmp_path / "r"], capsys)
     assert code == 0 and "warning: topk 100000 is beyond the database size; clipped to 48" in err
@@ -118,6 +155,14 @@ def test_eval_truncated_codes(tiny_run, tmp_path, capsys):
     data = (run / "codes.npz").read_bytes()
     (run / "codes.npz").write_bytes(data[: len(data) // 2])
     assert_one_line(*cli(["eval", run], capsys)[::2], "codes.npz")
+
+
+def test_eval_run_whose_config_holds_a_non_number(tiny_run, tmp_path, capsys):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    text = (run / "config.yaml").read_text()
+    assert "bits: 16" in text
+    (run / "config.yaml").write_text(text.replace("bits: 16", "bits: many"))
+    assert_one_line(*cli(["eval", run], capsys)[::2], "config.yaml", "train.bits", "integer")
 
 
 def test_eval_missing_run_and_bad_topk(tiny_run, tmp_path, capsys):

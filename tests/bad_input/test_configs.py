@@ -1,10 +1,11 @@
 """Experiment configs: every bad value is refused by the config builder (so the Python API and the CLI say the
 same), before anything trains: NaN / inf / negative / zero / wrong type, unknown choices, sweeps of strings."""
 import pytest
+import torch
 
 from padhash.errors import PadhashError
 from padhash.experiments import adversarial, backdoor, defenses, poisoning
-from tests.bad_input.helpers import assert_one_line, cli
+from tests.bad_input.helpers import assert_one_line, cli, dhta_config
 
 # (command, builder, config text, words of the one line)
 CASES = {
@@ -73,3 +74,36 @@ def test_api_refuses_the_same(name):
         build(yaml.safe_load(text), "cfg")
     for needle in needles:
         assert needle in str(info.value)
+
+
+def _padhash_config(tmp, **over):
+    import yaml
+
+    from tests.poisoning.helpers import tiny_config, write_tiny_digits
+
+    (tmp / "c.yaml").write_text(yaml.safe_dump(tiny_config(write_tiny_digits(tmp / "d.npz"), **over)))
+    return tmp / "c.yaml"
+
+
+# refused once the data or the machine is known (the config alone cannot tell), still before any training; the
+# configs are the cheapest runs of their command, should a regression let one through
+LATE_CASES = {
+    "dhta_open_set_class_beyond_the_data": (["attack", "dhta"],
+                                            lambda t: dhta_config(t / "c.yaml", open_set_classes=[42]),
+                                            ["open_set_classes", "42", "0..9"]),
+}
+if not torch.cuda.is_available():
+    LATE_CASES["dhta_device_cuda_without_gpu"] = (["attack", "dhta"],
+                                                  lambda t: dhta_config(t / "c.yaml", device="cuda"),
+                                                  ["device", "cuda"])
+    LATE_CASES["padhash_device_cuda_without_gpu"] = (["attack", "padhash"], lambda t: _padhash_config(t, device="cuda"),
+                                                     ["device", "cuda"])
+
+
+@pytest.mark.parametrize("name", sorted(LATE_CASES))
+def test_cli_refuses_once_the_data_or_machine_is_known(name, tmp_path, capsys):
+    command, make_config, needles = LATE_CASES[name]
+    out = tmp_path / "out"
+    code, _, err = cli([*command, "--config", make_config(tmp_path), "--out", out, "--no-progress"], capsys)
+    assert_one_line(code, err, *needles)
+    assert not out.exists()

@@ -18,7 +18,7 @@ from padhash.experiments.records import ResultsFile
 from padhash.experiments.retrieval import load_victim
 from padhash.hashing import TrainConfig, train_hash_model
 from padhash.hashing.trainer import CHECKPOINT_NAME
-from tests.bad_input.helpers import TRAIN, assert_one_line, cli
+from tests.bad_input.helpers import TRAIN, assert_one_line, cli, dhta_config
 
 
 class _Evil:
@@ -80,20 +80,26 @@ def test_malicious_cifar_meta_refused(tmp_path):
         load_dataset("cifar10", str(tmp_path))
 
 
-def test_results_json_holding_a_list(tmp_path):
+def test_results_json_holding_a_list(tmp_path, capsys):
     (tmp_path / "results.json").write_text("[1, 2]")
     with pytest.raises(PadhashError, match="results.json: expected a JSON object"):
         ResultsFile.load(tmp_path)
     with pytest.raises(PadhashError, match="results.json"):
         ResultsFile(tmp_path, {"a": 1})
+    command = ["attack", "dhta", "--config", dhta_config(tmp_path / "c.yaml"), "--out", tmp_path, "--no-progress"]
+    assert_one_line(*cli(command, capsys)[::2], "results.json", "expected a JSON object")
+    assert (tmp_path / "results.json").read_text() == "[1, 2]"
 
 
-def test_image_size_metadata_not_an_integer(tiny_run, tmp_path):
+def test_image_size_metadata_not_an_integer(tiny_run, tmp_path, capsys):
     run = shutil.copytree(tiny_run, tmp_path / "run")
     state = pio.load_tensors(run / "model.safetensors")
     pio.save_tensors(run / "model.safetensors", state, metadata={"image_size": "big", "bits": "16"})
     with pytest.raises(PadhashError, match="image_size must be a positive integer"):
         load_victim(run)
+    command = ["attack", "dhta", "--config", dhta_config(tmp_path / "c.yaml"), "--victim", run, "--out",
+               tmp_path / "out", "--no-progress"]
+    assert_one_line(*cli(command, capsys)[::2], "model.safetensors", "image_size must be a positive integer")
 
 
 def test_safetensors_files_are_byte_identical_for_identical_content(tmp_path):
@@ -160,3 +166,33 @@ def test_numba_cache_falls_back_to_a_temporary_folder(monkeypatch):
     numba_cache.ensure_writable_cache()
     folder = os.environ["NUMBA_CACHE_DIR"]
     assert "padhash-numba-" in folder and os.path.isdir(folder) and numba.config.CACHE_DIR == folder
+
+
+def test_disk_full_on_a_real_tmpfs_out_exits_2_and_resumes_from_the_last_good_checkpoint(tmp_path, tiny_npz,
+                                                                                          small_tmpfs, capsys,
+                                                                                          monkeypatch):
+    from safetensors import safe_open
+
+    import padhash.hashing.trainer as trainer
+
+    argv = [*TRAIN, "--data-root", tiny_npz, "--epochs", "2"]
+    assert cli([*argv, "--out", tmp_path / "whole"], capsys)[0] == 0
+    size = (tmp_path / "whole" / "checkpoint" / CHECKPOINT_NAME).stat().st_size
+    out = small_tmpfs(size * 3 // 2) / "run"  # room for epoch 1's checkpoint, not for epoch 2's beside it
+
+    code, _, err = cli([*argv, "--out", out], capsys)
+    assert_one_line(code, err, CHECKPOINT_NAME, "No space left on device")
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert files == [".padhash.lock", "checkpoint", f"checkpoint/{CHECKPOINT_NAME}", "config.yaml"]  # no temp file
+    with safe_open(str(out / "checkpoint" / CHECKPOINT_NAME), framework="pt") as fh:
+        assert fh.metadata()["epoch"] == "1"  # the last good one, whole
+
+    small_tmpfs(size * 8)  # space again: the same command resumes at epoch 2
+    real_save, saved = trainer._save_checkpoint, []
+    monkeypatch.setattr(trainer, "_save_checkpoint", lambda path, fp, epoch, *a: (saved.append(epoch),
+                                                                                  real_save(path, fp, epoch, *a)))
+    code, _, err = cli([*argv, "--out", out], capsys)
+    assert code == 0, err
+    assert saved == [2]
+    for name in ("model.safetensors", "codes.npz", f"checkpoint/{CHECKPOINT_NAME}"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name

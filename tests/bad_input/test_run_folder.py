@@ -7,7 +7,7 @@ import pytest
 
 from padhash.errors import PadhashError
 from padhash.runs import LOCK_NAME, run_folder
-from tests.bad_input.helpers import TRAIN, assert_one_line, cli
+from tests.bad_input.helpers import DHTA_TINY, TRAIN, assert_one_line, cli, dhta_config
 
 
 def test_out_holding_the_users_files_is_refused(tmp_path, tiny_npz, capsys):
@@ -68,3 +68,20 @@ def test_a_run_folder_inside_is_padhash_content(tmp_path):
     (tmp_path / "d" / "attack" / "results.json").write_text('{"trials": []}')
     with run_folder(tmp_path / "d"):
         pass
+
+
+@pytest.mark.slow
+def test_a_second_dhta_run_of_another_config_on_the_same_out_is_refused_and_the_first_kept(tmp_path, capsys):
+    """Issue #21's data loss: both runs exited 0 and the second one's results were gone."""
+    out = tmp_path / "run"
+    configs = [dhta_config(tmp_path / f"dhta-{i}.yaml", attack={**DHTA_TINY["attack"], "iterations": iterations})
+               for i, iterations in enumerate((2, 3))]
+    command = lambda cfg: ["attack", "dhta", "--config", cfg, "--out", out, "--no-progress"]  # noqa: E731
+    code, _, err = cli(command(configs[0]), capsys)
+    assert code == 0, err
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert {out / "results.json", out / "report.md"} <= set(before)
+    code, stdout, err = cli(command(configs[1]), capsys)
+    assert_one_line(code, err, "results.json", "different config")
+    assert "full report" not in stdout
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
