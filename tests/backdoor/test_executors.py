@@ -9,6 +9,7 @@ import yaml
 from padhash.cli import main
 from padhash.experiments.executors import log_path
 from padhash.runs import LOCK_NAME
+from tests.experiments.helpers import padhash_in_fresh_process
 
 from .test_end_to_end import TINY
 
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.slow
 def reference(tmp_path_factory):
     root = tmp_path_factory.mktemp("ciba-exec")
     (root / "ciba.yaml").write_text(yaml.safe_dump(TINY))
-    assert _attack(root, root / "local", "local") == 0
+    done = padhash_in_fresh_process(["attack", "ciba", "--config", root / "ciba.yaml", "--out", root / "local",
+                                     "--no-progress", "--executor", "local", "--threads", "1"])
+    assert done.returncode == 0, done.stderr
     return root
 
 

@@ -8,6 +8,7 @@ import yaml
 from padhash.cli import main
 from padhash.experiments.executors import TEST_KILL_ENV, log_path
 from padhash.runs import LOCK_NAME
+from tests.experiments.helpers import padhash_in_fresh_process
 
 from .helpers import tiny_config
 
@@ -21,7 +22,9 @@ def reference(tmp_path_factory, tiny_npz):
     """The local run (2 pairs × 4 rungs = 8 trials): the bytes every executor must write."""
     root = tmp_path_factory.mktemp("padhash-exec")
     (root / "padhash.yaml").write_text(yaml.safe_dump(tiny_config(tiny_npz)))
-    assert _attack(root, root / "local", "local") == 0
+    done = padhash_in_fresh_process(["attack", "padhash", "--config", root / "padhash.yaml", "--out", root / "local",
+                                     "--no-progress", "--executor", "local", "--threads", "1"])
+    assert done.returncode == 0, done.stderr
     return root
 
 
