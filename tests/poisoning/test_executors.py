@@ -1,5 +1,7 @@
-"""The PADHASH ladder on the executors: a tiny 2-pair ladder writes the same results.json bytes on local, on a
-pool of 2 processes × 1 thread and on local Ray, while the worker running one crafted trial is killed mid-run."""
+"""The PADHASH ladder on the executors: a tiny 2-pair ladder writes the same results.json on local, on a pool of
+2 processes × 1 thread and on local Ray (crafting diagnostics to float32 rounding, see DIAGNOSTICS), while the
+worker running one crafted trial is killed mid-run."""
+import json
 import shutil
 
 import pytest
@@ -15,6 +17,27 @@ from .helpers import tiny_config
 pytestmark = pytest.mark.slow
 
 KILLED = "seed=0|pair=1|padhash"
+# Crafting diagnostics (gradient cosines and norms, matching losses) were seen to differ in their last float32
+# digit between processes (the first crafted trial in a fresh worker vs. the same trial later in a process), with
+# identical poisons and every other number identical; they are compared to 1e-5 relative, everything else exactly.
+DIAGNOSTICS = ("grad_cosine", "grad_norm_ratio", "matching_loss")
+
+
+def _assert_same_results(run, reference):
+    got, want = (json.loads((r / "results.json").read_text()) for r in (run, reference))
+    if got == want:
+        return
+    def split(data):
+        exact = json.loads(json.dumps(data))
+        loose = []
+        for record in exact["trials"] + list(exact["aggregates"].values()):
+            for name in sorted(n for n in record if n.startswith(DIAGNOSTICS)):
+                value = record.pop(name)
+                loose += [value[k] for k in ("mean", "std", "n")] if isinstance(value, dict) else [value]
+        return exact, loose
+    (got_exact, got_loose), (want_exact, want_loose) = split(got), split(want)
+    assert got_exact == want_exact
+    assert got_loose == pytest.approx(want_loose, rel=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +68,7 @@ def test_ladder_writes_the_local_bytes_and_survives_a_killed_worker(reference, t
     (out / LOCK_NAME).touch()  # a padhash run folder that already holds its shared models
     monkeypatch.setenv(TEST_KILL_ENV, KILLED)  # that trial's worker SIGKILLs itself on its first attempt
     assert _attack(reference, out, executor, "--workers", "2") == 0
-    assert (out / "results.json").read_bytes() == (reference / "local" / "results.json").read_bytes()
+    _assert_same_results(out, reference / "local")
     assert log_path(out / "logs", KILLED).read_text().count("--- trial") == 2  # killed attempt + retry
     assert len(list((out / "logs").glob("*.log"))) == 8
 
