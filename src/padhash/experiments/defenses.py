@@ -130,6 +130,7 @@ class DefenseRun:
         self.victim_dir = victim_dir
         self.progress = progress
         self.results = ResultsFile(self.out, to_dict(cfg), group_key="method")
+        self.features = None  # the PADHASH run's FeatureCache: frozen-backbone retrainings reuse its features
 
     # -- the poisoned sets
     def poisoned_sets(self) -> list[PoisonedSet]:
@@ -169,6 +170,7 @@ class DefenseRun:
         pcfg = ph.config_from_dict({**self.cfg.padhash, "methods": ["padhash"]}, "padhash")
         run = ph.PoisoningRun(pcfg, self.out / "attack", progress=self.progress)
         run.run()
+        self.features = run.features
         ds = run.dataset(pcfg.data)
         seed = pcfg.seeds[0]
         pcfg = run.with_public(pcfg, seed)  # a `public` model becomes the victim's init, as in the PADHASH runner
@@ -244,7 +246,7 @@ class DefenseRun:
                               removal_factor=self.cfg.spectral.removal_factor)
         model = train_hash_model(ps.train.subset(res.kept), ps.num_classes, ps.train_recipe,
                                  checkpoint_dir=self.out / "models" / f"spectral-{ps.name}-{setting}",
-                                 progress=self.progress).eval()
+                                 progress=self.progress, feature_cache=self.features).eval()
         self._add(ps, "spectral", setting, ps.evaluate(model), poisons=len(ps.poison_idx),
                   removed=len(res.removed), poisons_removed=res.poisons_removed, clean_removed=res.clean_removed,
                   poisons_kept=res.poisons_kept, clean_kept=res.clean_kept)
@@ -255,7 +257,8 @@ class DefenseRun:
             if self._done(ps, "dp", setting):
                 continue
             dp = dataclasses.replace(self.cfg.dp, noise=sigma)
-            model = dp_train_hash_model(ps.train, ps.num_classes, ps.train_recipe, dp, progress=self.progress)
+            model = dp_train_hash_model(ps.train, ps.num_classes, ps.train_recipe, dp, progress=self.progress,
+                                        feature_cache=self.features)
             self._add(ps, "dp", setting, ps.evaluate(model), clip=self.cfg.dp.clip, noise=sigma)
 
     def _prune(self, ps: PoisonedSet) -> None:
@@ -293,6 +296,8 @@ def _padhash_eval(pcfg):
 @torch.no_grad()
 def _features(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     model.eval()
+    if getattr(model, "backbone_frozen", False) and model.feature_cache is not None:
+        return model.feature_cache.features(model, images)  # a frozen backbone's features, computed once
     device = next(model.parameters()).device
     return torch.cat([model.features(b.to(device)).flatten(1).cpu() for b in images.split(batch_size)])
 
