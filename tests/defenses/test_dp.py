@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from padhash.defenses.dp import DPConfig, dp_step
+from padhash.defenses.dp import DPConfig, dp_step, dp_train_hash_model
 
 
 def setup(seed=0):
@@ -35,3 +35,24 @@ def test_noise_is_seeded_and_changes_the_step():
         runs.append(flat(model))
     assert torch.equal(runs[0], runs[1])
     assert (runs[0] - runs[2]).norm() > 1.0  # 0.5 std over 52 coordinates
+
+
+def test_frozen_backbone_dp_trains_the_hash_layer_on_cached_features():
+    """The frozen regime: every training image passes the backbone once (not once per epoch), and only the hash
+    layer moves."""
+    from padhash.data.splits import TensorSplit
+    from padhash.hashing import TrainConfig
+    from padhash.models import FeatureCache
+
+    gen = torch.Generator().manual_seed(0)
+    train = TensorSplit(torch.rand(12, 3, 32, 32, generator=gen), torch.eye(3)[torch.arange(12) % 3])
+    cfg = TrainConfig(method="csq", bits=8, backbone="efficientnet_lite0", weights="imagenet", finetune="frozen",
+                      resolution=32, epochs=3, batch_size=6, hflip=False, seed=1)
+    cache = FeatureCache()
+    model = dp_train_hash_model(train, 3, cfg, DPConfig(clip=0.3, noise=0.01, microbatch=2), progress=False,
+                                feature_cache=cache)
+    assert cache.computed == len(train)  # 3 epochs, one backbone pass per image
+    fresh = dp_train_hash_model(train, 3, cfg, DPConfig(clip=0.3, noise=0.0, microbatch=2), progress=False)
+    backbone = lambda m: torch.cat([p.flatten() for p in m.backbone.parameters()])  # noqa: E731
+    assert torch.equal(backbone(model), backbone(fresh))  # the frozen backbone never moved
+    assert not torch.equal(model.hash_layer.weight, fresh.hash_layer.weight)  # the noise reached the hash layer

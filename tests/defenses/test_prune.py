@@ -33,3 +33,23 @@ def test_dormant_order_and_pruning_zero_columns():
     rows = pruning_curve(model, x, [0, 2, 6], lambda m: {"out_norm": m(x).norm().item()})
     assert [r["pruned"] for r in rows] == [0, 2, 6]
     assert rows[0]["out_norm"] == rows[1]["out_norm"] != rows[2]["out_norm"]
+
+
+def test_frozen_backbone_activations_come_from_its_feature_cache():
+    """The frozen regime: the channel means read the cached features (one backbone pass per image, ever) and
+    equal a direct pass within float rounding."""
+    from padhash.defenses.prune import mean_activations
+    from padhash.hashing import TrainConfig
+    from padhash.hashing.trainer import model_from_config
+    from padhash.models import FeatureCache
+
+    cfg = TrainConfig(method="csq", bits=8, backbone="efficientnet_lite0", weights="imagenet", finetune="frozen",
+                      resolution=32)
+    model = model_from_config(cfg, 32)
+    images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    direct = mean_activations(model, images)
+    model.feature_cache = FeatureCache()
+    cached = mean_activations(model, images)
+    again = mean_activations(model, images)
+    assert model.feature_cache.computed == 6 and torch.equal(cached, again)
+    assert torch.allclose(direct, cached, atol=1e-5)

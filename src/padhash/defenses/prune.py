@@ -17,7 +17,10 @@ from torch import nn
 @torch.no_grad()
 def mean_activations(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256,
                      device: str | torch.device = "cpu") -> torch.Tensor:
-    """(D,) mean of `model.features` over `images` (eval mode)."""
+    """(D,) mean of `model.features` over `images` (eval mode); a frozen backbone's from its feature cache."""
+    cache = getattr(model, "feature_cache", None)
+    if getattr(model, "backbone_frozen", False) and cache is not None:
+        return cache.features(model, images).double().mean(0).float()
     was_training = model.training
     model.eval()
     total, count = None, 0

@@ -149,6 +149,7 @@ class DefenseRun:
         self.progress = progress
         self.executor = executor or ExecutorConfig()
         self._sets: dict[str, PoisonedSet] = {}
+        self.features = None  # the PADHASH run's FeatureCache: frozen-backbone retrainings reuse its features
 
     @functools.cached_property
     def results(self) -> ResultsFile:
@@ -200,6 +201,7 @@ class DefenseRun:
         run = ph.PoisoningRun(pcfg, self.out / "attack", progress=self.progress)
         if attack:
             run.run(self.executor)
+        self.features = run.features
         ds = run.dataset(pcfg.data)
         seed = pcfg.seeds[0]
         pcfg = run.with_public(pcfg, seed)  # a `public` model becomes the victim's init, as in the PADHASH runner
@@ -287,7 +289,8 @@ class DefenseRun:
             return self._spectral(ps, setting, param)
         if defense == "dp":
             model = dp_train_hash_model(ps.train, ps.num_classes, ps.train_recipe,
-                                        dataclasses.replace(self.cfg.dp, noise=param), progress=self.progress)
+                                        dataclasses.replace(self.cfg.dp, noise=param), progress=self.progress,
+                                        feature_cache=self.features)
             return ps.evaluate(model), {"clip": self.cfg.dp.clip, "noise": param}
         if defense == "prune":
             device = next(ps.backdoored.parameters()).device
@@ -308,7 +311,7 @@ class DefenseRun:
                               removal_factor=self.cfg.spectral.removal_factor)
         model = train_hash_model(ps.train.subset(res.kept), ps.num_classes, ps.train_recipe,
                                  checkpoint_dir=self.out / "models" / f"spectral-{ps.name}-{setting}",
-                                 progress=self.progress).eval()
+                                 progress=self.progress, feature_cache=self.features).eval()
         return ps.evaluate(model), {"poisons": len(ps.poison_idx), "removed": len(res.removed),
                                     "poisons_removed": res.poisons_removed, "clean_removed": res.clean_removed,
                                     "poisons_kept": res.poisons_kept, "clean_kept": res.clean_kept}
@@ -338,6 +341,8 @@ def _padhash_eval(pcfg):
 @torch.no_grad()
 def _features(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     model.eval()
+    if getattr(model, "backbone_frozen", False) and model.feature_cache is not None:
+        return model.feature_cache.features(model, images)  # a frozen backbone's features, computed once
     device = next(model.parameters()).device
     return torch.cat([model.features(b.to(device)).flatten(1).cpu() for b in images.split(batch_size)])
 
