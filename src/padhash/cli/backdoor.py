@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from padhash.cli.executor import add_executor_options, executor_from_args
-
 # What each attack command runs: the attack beside its floor (none) and its ceiling (label_flip, dirty label).
 ATTACK_LADDERS = {
     "ciba": ["none", "tri", "tri_noise", "tri_adv", "ciba", "label_flip"],   # 002 Table 1
@@ -42,7 +40,6 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="a trained clean run (padhash train --out RUN) to attack instead of training one")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    add_executor_options(p)
 
 
 def _victim_overrides(args) -> dict:
@@ -60,7 +57,6 @@ def _attack(args) -> int:
     from padhash.experiments.backdoor_report import report_tables
 
     data = load_yaml(args.config) if args.config else {}
-    executor = executor_from_args(args, data)
     if args.ladder != "ciba" or "methods" not in data:
         data["methods"] = ATTACK_LADDERS[args.ladder]
     if args.device:
@@ -68,7 +64,7 @@ def _attack(args) -> int:
     if args.victim:
         data.update(_victim_overrides(args))
     cfg = config_from_dict(data, Path(args.config).name if args.config else "defaults")
-    results = run_backdoor(cfg, args.out, victim_dir=args.victim, progress=not args.no_progress, executor=executor)
+    results = run_backdoor(cfg, args.out, victim_dir=args.victim, progress=not args.no_progress)
     print("\n".join(report_tables(results)))
     print(f"full report: {Path(args.out) / 'report.md'}")
     return 0
@@ -79,7 +75,6 @@ def _defend(args) -> int:
     from padhash.experiments.defenses import defense_config_from_dict, report_tables, run_defense
 
     data = load_yaml(args.config) if args.config else {}
-    executor = executor_from_args(args, data)
     attack = dict(data.get("attack") or {})
     if args.device:
         attack["device"] = args.device
@@ -88,8 +83,7 @@ def _defend(args) -> int:
         attack.update(_victim_overrides(args))
     data["attack"] = attack
     cfg = defense_config_from_dict(data, Path(args.config).name if args.config else "defaults")
-    results = run_defense(cfg, args.out, [args.defense], victim_dir=args.victim, progress=not args.no_progress,
-                          executor=executor)
+    results = run_defense(cfg, args.out, [args.defense], victim_dir=args.victim, progress=not args.no_progress)
     print("\n".join(report_tables(results)))
     print(f"full report: {Path(args.out) / 'report.md'}")
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from padhash.cli.executor import add_executor_options, executor_from_args
-
 # The ladder each attack command runs: the attack always beside its floor (none) and ceiling (label_flip).
 ATTACK_LADDERS = {
     "padhash": ["none", "witches_brew", "padhash", "label_flip"],
@@ -33,7 +31,6 @@ def register(commands) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    add_executor_options(p)
 
 
 def _remote(p: argparse.ArgumentParser) -> None:
@@ -49,20 +46,14 @@ def _attack(args) -> int:
     from padhash.experiments.poisoning import config_from_dict, run_poisoning
 
     data = load_yaml(args.config)
-    executor = executor_from_args(args, data)
     if args.ladder != "padhash" or "methods" not in data:
         data["methods"] = ATTACK_LADDERS[args.ladder]
     if args.device:
         data["device"] = args.device
     if args.victim_url:
-        if executor.kind != "local":
-            from padhash.errors import PadhashError
-
-            raise PadhashError(f"--executor {executor.kind}: an attack on a live service (--victim-url) runs in "
-                               "this process; drop --executor")
         return _attack_remote(args, data)
     cfg = config_from_dict(data, Path(args.config).name)
-    results = run_poisoning(cfg, args.out, progress=not args.no_progress, executor=executor)
+    results = run_poisoning(cfg, args.out, progress=not args.no_progress)
     _print_summary(results, args.out)
     return 0
 
@@ -97,7 +88,7 @@ def _demo(args) -> int:
     if args.device:
         data["device"] = args.device
     cfg = config_from_dict(data, "demo")
-    results = run_poisoning(cfg, args.out, progress=not args.no_progress, executor=executor_from_args(args, {}))
+    results = run_poisoning(cfg, args.out, progress=not args.no_progress)
     _print_summary(results, args.out)
     return 0
 

@@ -330,12 +330,16 @@ class AttackTrial:
     selection: str | None = None       # transfer: the pair selection
 
 
+_WORKER_MODELS: dict[tuple, _Models] = {}
+
+
 def worker_models(out: str, device: str, victim_run, feature_cache: str | None = None) -> _Models:
     """One model cache per process for the run it works for, so a worker loads each model once."""
-    from padhash.experiments.executors import worker_state
-
-    return worker_state(("query", out, device, str(victim_run), feature_cache),
-                        lambda: _Models(Path(out), device, False, victim_run, feature_cache))
+    key = (out, device, str(victim_run), feature_cache)
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS.clear()
+        _WORKER_MODELS[key] = _Models(Path(out), device, False, victim_run, feature_cache)
+    return _WORKER_MODELS[key]
 
 
 def gpus_per_trial(device: str) -> float:

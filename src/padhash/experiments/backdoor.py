@@ -16,7 +16,6 @@ model's MAP@K on clean queries, `map_poisoned` the backdoored model's; `asr` is 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 
 from padhash.attacks.backdoor import (
     TriggerAfterAugment,
+    apply_trigger,
     craft_backdoor_poisons,
     dirty_label_poisons,
     generate_trigger,
@@ -105,15 +105,10 @@ class BackdoorRun:
         self.out = Path(out_dir)
         self.victim_dir = Path(victim_dir) if victim_dir else None
         self.progress = progress
+        self.results = ResultsFile(self.out, {**to_dict(cfg), "victim_run": str(victim_dir) if victim_dir else None})
         self._datasets: dict[str, Any] = {}
         self._models: dict[str, Any] = {}
         self.feature_cache = FeatureCache(cfg.feature_cache or self.out / "features", progress=progress)
-
-    @functools.cached_property
-    def results(self) -> ResultsFile:
-        """The run's results.json (opened by the parent only: trials return records, they do not write it)."""
-        victim = str(self.victim_dir) if self.victim_dir else None
-        return ResultsFile(self.out, {**to_dict(self.cfg), "victim_run": victim})
 
     # -- data and models
     def dataset(self, data_cfg):
@@ -142,10 +137,8 @@ class BackdoorRun:
                 run_dir = self.victim_dir
             else:
                 run_dir = self.out / ("victim" if backbone is None else f"clean-{backbone}") / key
-                if not (run_dir / "metrics.json").is_file():  # written last: a finished training only loads
-                    run_training(RetrievalConfig(data=cfg.data, train=tcfg,
-                                                 feature_cache=str(self.feature_cache.root)),
-                                 run_dir, progress=self.progress)
+                run_training(RetrievalConfig(data=cfg.data, train=tcfg, feature_cache=str(self.feature_cache.root)),
+                             run_dir, progress=self.progress)
             model, rcfg = load_victim(run_dir)
             model.feature_cache = self.feature_cache
             self._models[key] = (model.to(cfg.device).eval(), dataclasses.replace(rcfg.train, device=cfg.device))
@@ -236,19 +229,19 @@ class BackdoorRun:
         return self.out / "poisons" / f"{tag}-{method}-t{target}-{digest}-v2.safetensors"
 
     # -- the experiment
-    def run(self, executor=None) -> dict:
-        """Every trial (`backdoor_trials`) on `executor` (default: in this process); then the report."""
-        from padhash.experiments.adversarial import gpus_per_trial
-        from padhash.experiments.backdoor_report import write_backdoor_report
-        from padhash.experiments.backdoor_trials import backdoor_trial, plan_trials, worker_key
-        from padhash.experiments.executors import ExecutorConfig, run_trials, share_worker_state
-
-        axis = next(iter(self.cfg.sweep), None)
+    def run(self) -> dict:
+        cfg = self.cfg
+        axis, values = next(iter(cfg.sweep.items()), (None, [None]))
         if self.victim_dir is not None and axis and axis.split(".")[0] in ("victim", "data"):
             raise PadhashError(f"sweep.{axis}: a sweep over the victim or the data needs its own victims; drop --victim")
-        share_worker_state(worker_key(self.cfg, self.out, self.victim_dir), self)
-        run_trials(plan_trials(self), backdoor_trial, executor or ExecutorConfig(), self.results,
-                   progress=self.progress, gpus_per_trial=gpus_per_trial(self.cfg.device))
+        for value in values:
+            vcfg = with_value(cfg, axis, value) if axis else cfg
+            if cfg.transfer.backbones:
+                self._run_transfer(vcfg, axis, value)
+            else:
+                self._run_targets(vcfg, axis, value)
+        from padhash.experiments.backdoor_report import write_backdoor_report
+
         write_backdoor_report(self.out)
         return ResultsFile.load(self.out)
 
@@ -256,10 +249,111 @@ class BackdoorRun:
         prefix = f"{axis}={value}|" if axis else ""
         return prefix + "|".join(map(str, parts)), (f"@{axis}={value}" if axis else "")
 
+    def _run_targets(self, cfg: BackdoorConfig, axis, value) -> None:
+        from padhash.metrics import psnr, ssim
+
+        ds = self.dataset(cfg.data)
+        for target in self.targets(cfg):
+            keys = {m: self._key(axis, value, f"target={target}", m) for m in cfg.methods}
+            if all(self.results.has(k) for k, _ in keys.values()):
+                continue
+            clean = self.clean_model(cfg)
+            ev = Evaluator(ds, cfg.eval, cfg.device)
+            clean_db = ev.codes(clean, ds.database)
+            clean_map = ev.clean_map(clean, clean_db)
+            target_vec = torch.zeros(ds.num_classes)
+            target_vec[target] = 1.0
+            q_idx = triggered_query_indices(ds.query.labels, target_vec, cfg.eval.max_queries,
+                                            derive_seed(cfg.seed, "queries", target))
+            patch = self.trigger(cfg, target, [clean], "victim")
+            queries = apply_trigger(ds.query.images(q_idx), patch, 1.0)
+            idx = self.poison_indices(cfg, target)
+            base = {"target_class": target, "poison_count": len(idx), "map": clean_map, "queries": len(q_idx),
+                    **({"sweep_axis": axis, "sweep_value": value} if axis else {})}
+            for method in cfg.methods:
+                key, suffix = keys[method]
+                if self.results.has(key):
+                    continue
+                record = {"key": key, "method": method + suffix, **base}
+                if method == "none":
+                    record.update(map_poisoned=clean_map, poison_count=0,
+                                  **ev.triggered(clean, clean_db, queries, target_vec))
+                else:
+                    poisons = self.poisons(cfg, method, target, idx, patch, [clean], "victim")
+                    originals = ds.train.images(idx)
+                    split, hook = self.poisoned_split(cfg, method, target, idx, patch, [clean], "victim")
+                    model = self.train_backdoored(f"{method}-t{target}-{_digest(key, cfg)}", cfg, split,
+                                                  after_augment=hook)
+                    db = ev.codes(model, ds.database)
+                    record.update(map_poisoned=ev.clean_map(model, db), **ev.triggered(model, db, queries, target_vec))
+                    if method != "label_flip":  # the ceiling's images are other pictures, not perturbed ones
+                        record.update(psnr=float(psnr(poisons, originals).mean()),
+                                      ssim=float(ssim(poisons, originals).mean()))
+                        if not axis:
+                            self._save_grid(key, ds, originals, poisons, queries, model, db, target)
+                self.results.add(record)
+
+    def _run_transfer(self, cfg: BackdoorConfig, axis, value) -> None:
+        """002 Table 4: trigger and confusing perturbations from several clean backbones; victims of each backbone."""
+        ds = self.dataset(cfg.data)
+        backbones = cfg.transfer.backbones
+        ev = Evaluator(ds, cfg.eval, cfg.device)
+        for target in self.targets(cfg):
+            target_vec = torch.zeros(ds.num_classes)
+            target_vec[target] = 1.0
+            q_idx = triggered_query_indices(ds.query.labels, target_vec, cfg.eval.max_queries,
+                                            derive_seed(cfg.seed, "queries", target))
+            idx = self.poison_indices(cfg, target)
+            for column in backbones:
+                for setting in ["none", *cfg.transfer.settings]:
+                    key, suffix = self._key(axis, value, f"target={target}", f"victim={column}", setting)
+                    if self.results.has(key):
+                        continue
+                    clean = self.clean_model(cfg, column)
+                    clean_db = ev.codes(clean, ds.database)
+                    record = {"key": key, "method": f"{'none' if setting == 'none' else 'ciba'}@{setting}:{column}{suffix}",
+                              "setting": setting, "victim_backbone": column, "target_class": target,
+                              "map": ev.clean_map(clean, clean_db)}
+                    crafters = backbones if setting != "holdout" else [b for b in backbones if b != column]
+                    record["crafters"] = list(crafters)  # which clean models made the trigger and poisons
+                    tag = "ens-" + "+".join(crafters)
+                    models = [self.clean_model(cfg, b) for b in crafters]
+                    patch = self.trigger(cfg, target, models, tag)
+                    queries = apply_trigger(ds.query.images(q_idx), patch, 1.0)
+                    if setting == "none":  # the clean victim under the ensemble's trigger: the floor
+                        record.update(map_poisoned=record["map"], **ev.triggered(clean, clean_db, queries, target_vec))
+                    else:
+                        split, hook = self.poisoned_split(cfg, "ciba", target, idx, patch, models, tag)
+                        model = self.train_backdoored(f"transfer-{column}-{setting}-t{target}-{_digest(key, cfg)}",
+                                                      cfg, split, backbone=column, after_augment=hook)
+                        db = ev.codes(model, ds.database)
+                        record.update(map_poisoned=ev.clean_map(model, db),
+                                      **ev.triggered(model, db, queries, target_vec), poison_count=len(idx))
+                    self.results.add(record)
+
+    def _save_grid(self, key, ds, originals, poisons, queries, model, db_codes, target) -> None:
+        """Clean / poisoned training images; a triggered query and its top-10 (✓ = carries the target label)."""
+        from padhash.experiments.report import save_image_grid
+        from padhash.retrieval import hamming_topk
+
+        n = min(6, len(originals))
+        q_codes = Evaluator(ds, self.cfg.eval, self.cfg.device).codes(model, queries[:2])
+        _, top = hamming_topk(q_codes, db_codes, 10)
+        rows = [list(originals[:n]), list(poisons[:n])]
+        marks = [[None] * n, [None] * n]
+        titles = ["clean", "poisoned"]
+        for q in range(len(q_codes)):
+            hits = ds.database.images(top[q].tolist())
+            rows.append([queries[q], *hits])
+            marks.append([None, *[bool(ds.database.labels[i, target] > 0) for i in top[q].tolist()]])
+            titles.append(f"query {q} + trigger")
+        name = key.replace("|", "_").replace("=", "")
+        save_image_grid(rows, self.out / "figures" / f"{name}.png", row_titles=titles, marks=marks,
+                        title=f"{key}: top-10 of triggered queries (✓ target label {target})")
+
 
 @owns_run_folder()
 def run_backdoor(cfg: BackdoorConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
-                 progress: bool = True, executor=None) -> dict:
-    """Run (or resume) a backdoor experiment into `out_dir` with its trials on `executor` (an ExecutorConfig;
-    default: in this process); returns the results.json contents."""
-    return BackdoorRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run(executor)
+                 progress: bool = True) -> dict:
+    """Run (or resume) a backdoor experiment into `out_dir`; returns the results.json contents."""
+    return BackdoorRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run()

@@ -15,7 +15,6 @@ and the poison indices are used to count what the spectral filter removed, never
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,6 @@ from padhash.experiments.backdoor import (
     config_from_dict as backdoor_config_from_dict,
     triggered_query_indices,
 )
-from padhash.experiments.adversarial import gpus_per_trial
-from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials, share_worker_state, worker_state
 from padhash.experiments.records import ResultsFile
 from padhash.rng import derive_seed
 
@@ -125,53 +122,26 @@ class PoisonedSet:
     defender_clean: torch.Tensor   # clean images the defender holds (database split) for pruning statistics
 
 
-@dataclass
-class DefenseTrial:
-    """One row: a defense at one setting against one poisoned set (picklable; the set is rebuilt from the run's
-    checkpoints, once per worker)."""
-    cfg: DefenseConfig
-    out: str
-    victim_dir: str | None
-    poisoned_set: str
-    defense: str       # undefended | spectral | dp | prune | jpeg | gaussian
-    setting: Any
-    param: Any         # spectral: budget; dp: σ; prune: channel count of the model; jpeg: quality; gaussian: std
-
-
 class DefenseRun:
-    """The poisons' attack run (RUN/attack, on the executor), then one trial per (poisoned set, defense, setting)."""
-
     def __init__(self, cfg: DefenseConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
-                 progress: bool = True, executor: ExecutorConfig | None = None):
+                 progress: bool = True):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.victim_dir = victim_dir
         self.progress = progress
-        self.executor = executor or ExecutorConfig()
-        self._sets: dict[str, PoisonedSet] = {}
+        self.results = ResultsFile(self.out, to_dict(cfg), group_key="method")
         self.features = None  # the PADHASH run's FeatureCache: frozen-backbone retrainings reuse its features
 
-    @functools.cached_property
-    def results(self) -> ResultsFile:
-        return ResultsFile(self.out, to_dict(self.cfg), group_key="method")
-
     # -- the poisoned sets
-    def poisoned_sets(self, attack: bool = True) -> list[PoisonedSet]:
-        """With `attack`, runs (or resumes) the attack first; without, rebuilds its sets from its checkpoints."""
+    def poisoned_sets(self) -> list[PoisonedSet]:
         if self.cfg.source == "ciba":
-            return self._ciba_sets(attack)
-        return self._padhash_sets(attack)
+            return self._ciba_sets()
+        return self._padhash_sets()
 
-    def poisoned_set(self, name: str) -> PoisonedSet:
-        if not self._sets:
-            self._sets = {ps.name: ps for ps in self.poisoned_sets(attack=False)}
-        return self._sets[name]
-
-    def _ciba_sets(self, attack: bool) -> list[PoisonedSet]:
+    def _ciba_sets(self) -> list[PoisonedSet]:
         bcfg = backdoor_config_from_dict({**self.cfg.attack, "methods": ["ciba"]}, "attack")
         run = BackdoorRun(bcfg, self.out / "attack", victim_dir=self.victim_dir, progress=self.progress)
-        if attack:
-            run.run(self.executor)  # trains (or resumes) the backdoored victims the defenses face
+        run.run()  # trains (or resumes) the backdoored victims the defenses face
         ds = run.dataset(bcfg.data)
         clean = run.clean_model(bcfg)
         ev = Evaluator(ds, bcfg.eval, bcfg.device)
@@ -194,13 +164,12 @@ class DefenseRun:
                                            target_vec, run.recipe(bcfg), bcfg.device))
         return sets
 
-    def _padhash_sets(self, attack: bool) -> list[PoisonedSet]:
+    def _padhash_sets(self) -> list[PoisonedSet]:
         from padhash.experiments import poisoning as ph
 
         pcfg = ph.config_from_dict({**self.cfg.padhash, "methods": ["padhash"]}, "padhash")
         run = ph.PoisoningRun(pcfg, self.out / "attack", progress=self.progress)
-        if attack:
-            run.run(self.executor)
+        run.run()
         self.features = run.features
         ds = run.dataset(pcfg.data)
         seed = pcfg.seeds[0]
@@ -249,86 +218,72 @@ class DefenseRun:
         bad = [d for d in defenses if d not in DEFENSES]
         if bad:
             raise PadhashError(f"defenses: {bad} not in {', '.join(DEFENSES)}")
-        trials = {}
-        self._sets = {ps.name: ps for ps in self.poisoned_sets()}
-        share_worker_state(_worker_key(self.cfg, self.out, self.victim_dir), self)
-        for ps in self._sets.values():
-            for defense, setting, param in self._rows(ps, defenses):
-                trials.setdefault(f"{ps.name}|{defense}|{setting}", DefenseTrial(
-                    self.cfg, str(self.out), str(self.victim_dir) if self.victim_dir else None, ps.name, defense,
-                    setting, param))
-        source = self.cfg.attack if self.cfg.source == "ciba" else self.cfg.padhash
-        run_trials([TrialSpec(k, t) for k, t in trials.items()], defense_trial, self.executor, self.results,
-                   progress=self.progress, gpus_per_trial=gpus_per_trial(source.get("device", "cpu")))
+        for ps in self.poisoned_sets():
+            self._add(ps, "undefended", "-", ps.evaluate(ps.backdoored))
+            for name in defenses:
+                getattr(self, f"_{name}")(ps)
         write_defense_report(self.out)
         return ResultsFile.load(self.out)
 
-    def _rows(self, ps: PoisonedSet, defenses: list[str]) -> list[tuple[str, Any, Any]]:
-        """(defense, setting, parameter) of every row against `ps`, in the report's order."""
-        rows: list[tuple[str, Any, Any]] = [("undefended", "-", None)]
-        p = self.cfg.preprocess
-        for name in defenses:
-            if name == "spectral":
-                budget = self.cfg.spectral.budget or len(ps.poison_idx)
-                rows.append(("spectral", f"{self.cfg.spectral.removal_factor}x{budget}", budget))
-            elif name == "dp":
-                rows += [("dp", f"clip={self.cfg.dp.clip},sigma={s}", s) for s in self.cfg.noise_scales]
-            elif name == "prune":
-                width = _features(ps.backdoored, ps.defender_clean[:2]).shape[1]
-                rows += [("prune", n, width) for n in sorted({int(round(f * width)) for f in self.cfg.prune.fractions})]
-            else:
-                rows += [("jpeg", q, q) for q in p.jpeg_quality]
-                rows += [("gaussian", f"{std * 255:.1f}/255", std) for std in p.noise_std]
-        return rows
+    def _add(self, ps: PoisonedSet, defense: str, setting: Any, metrics: dict, **extra) -> None:
+        key = f"{ps.name}|{defense}|{setting}"
+        if not self.results.has(key):
+            self.results.add({"key": key, "method": f"{defense}:{setting}", "defense": defense, "setting": setting,
+                              "poisoned_set": ps.name, "map": ps.clean_map, **metrics, **extra})
 
-    def row(self, ps: PoisonedSet, defense: str, setting: Any, param: Any) -> tuple[dict, dict]:
-        """(metrics, extra fields) of one row."""
-        if defense == "undefended":
-            return ps.evaluate(ps.backdoored), {}
-        if defense == "spectral":
-            return self._spectral(ps, setting, param)
-        if defense == "dp":
-            model = dp_train_hash_model(ps.train, ps.num_classes, ps.train_recipe,
-                                        dataclasses.replace(self.cfg.dp, noise=param), progress=self.progress,
-                                        feature_cache=self.features)
-            return ps.evaluate(model), {"clip": self.cfg.dp.clip, "noise": param}
-        if defense == "prune":
-            device = next(ps.backdoored.parameters()).device
-            (metrics,) = pruning_curve(ps.backdoored, ps.defender_clean, [setting], ps.evaluate, device=device)
-            metrics.pop("pruned")
-            return metrics, {"pruned": setting, "channels": param}
-        if defense == "jpeg":
-            return ps.evaluate_queries(ps.backdoored, jpeg(ps.triggered, param), jpeg(ps.clean_queries, param)), {}
-        gen = torch.Generator().manual_seed(derive_seed(0, "gaussian", ps.name, setting))
-        return ps.evaluate_queries(ps.backdoored, gaussian_noise(ps.triggered, param, gen),
-                                   gaussian_noise(ps.clean_queries, param, gen)), {}
+    def _done(self, ps: PoisonedSet, defense: str, setting: Any) -> bool:
+        return self.results.has(f"{ps.name}|{defense}|{setting}")
 
-    def _spectral(self, ps: PoisonedSet, setting: str, budget: int) -> tuple[dict, dict]:
+    def _spectral(self, ps: PoisonedSet) -> None:
         from padhash.hashing import train_hash_model
 
+        budget = self.cfg.spectral.budget or len(ps.poison_idx)
+        setting = f"{self.cfg.spectral.removal_factor}x{budget}"
+        if self._done(ps, "spectral", setting):
+            return
         feats = _features(ps.backdoored, ps.train.images())
         res = spectral_filter(feats, ps.train.labels, budget, ps.poison_idx,
                               removal_factor=self.cfg.spectral.removal_factor)
         model = train_hash_model(ps.train.subset(res.kept), ps.num_classes, ps.train_recipe,
                                  checkpoint_dir=self.out / "models" / f"spectral-{ps.name}-{setting}",
                                  progress=self.progress, feature_cache=self.features).eval()
-        return ps.evaluate(model), {"poisons": len(ps.poison_idx), "removed": len(res.removed),
-                                    "poisons_removed": res.poisons_removed, "clean_removed": res.clean_removed,
-                                    "poisons_kept": res.poisons_kept, "clean_kept": res.clean_kept}
+        self._add(ps, "spectral", setting, ps.evaluate(model), poisons=len(ps.poison_idx),
+                  removed=len(res.removed), poisons_removed=res.poisons_removed, clean_removed=res.clean_removed,
+                  poisons_kept=res.poisons_kept, clean_kept=res.clean_kept)
 
+    def _dp(self, ps: PoisonedSet) -> None:
+        for sigma in self.cfg.noise_scales:
+            setting = f"clip={self.cfg.dp.clip},sigma={sigma}"
+            if self._done(ps, "dp", setting):
+                continue
+            dp = dataclasses.replace(self.cfg.dp, noise=sigma)
+            model = dp_train_hash_model(ps.train, ps.num_classes, ps.train_recipe, dp, progress=self.progress,
+                                        feature_cache=self.features)
+            self._add(ps, "dp", setting, ps.evaluate(model), clip=self.cfg.dp.clip, noise=sigma)
 
-def _worker_key(cfg: DefenseConfig, out, victim_dir) -> tuple:
-    return "defense", str(out), str(to_dict(cfg)), str(victim_dir) if victim_dir else None
+    def _prune(self, ps: PoisonedSet) -> None:
+        width = _features(ps.backdoored, ps.defender_clean[:2]).shape[1]
+        counts = sorted({int(round(f * width)) for f in self.cfg.prune.fractions})
+        todo = [n for n in counts if not self._done(ps, "prune", n)]
+        if not todo:
+            return
+        device = next(ps.backdoored.parameters()).device
+        for row in pruning_curve(ps.backdoored, ps.defender_clean, todo, ps.evaluate, device=device):
+            n = row.pop("pruned")
+            self._add(ps, "prune", n, row, pruned=n, channels=width)
 
-
-def defense_trial(t: DefenseTrial, key: str) -> dict:
-    """One row's results record, computed from the trial alone (any process computes the same)."""
-    run = worker_state(_worker_key(t.cfg, t.out, t.victim_dir),
-                       lambda: DefenseRun(t.cfg, t.out, victim_dir=t.victim_dir, progress=False))
-    ps = run.poisoned_set(t.poisoned_set)
-    metrics, extra = run.row(ps, t.defense, t.setting, t.param)
-    return {"key": key, "method": f"{t.defense}:{t.setting}", "defense": t.defense, "setting": t.setting,
-            "poisoned_set": ps.name, "map": ps.clean_map, **metrics, **extra}
+    def _preprocess(self, ps: PoisonedSet) -> None:
+        p = self.cfg.preprocess
+        for q in p.jpeg_quality:
+            if not self._done(ps, "jpeg", q):
+                self._add(ps, "jpeg", q, ps.evaluate_queries(ps.backdoored, jpeg(ps.triggered, q),
+                                                             jpeg(ps.clean_queries, q)))
+        for std in p.noise_std:
+            setting = f"{std * 255:.1f}/255"
+            if not self._done(ps, "gaussian", setting):
+                gen = torch.Generator().manual_seed(derive_seed(0, "gaussian", ps.name, setting))
+                self._add(ps, "gaussian", setting, ps.evaluate_queries(
+                    ps.backdoored, gaussian_noise(ps.triggered, std, gen), gaussian_noise(ps.clean_queries, std, gen)))
 
 
 def _padhash_eval(pcfg):
@@ -349,10 +304,8 @@ def _features(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tenso
 
 @owns_run_folder()
 def run_defense(cfg: DefenseConfig, out_dir: str | Path, defenses: list[str], *,
-                victim_dir: str | Path | None = None, progress: bool = True,
-                executor: ExecutorConfig | None = None) -> dict:
-    """The attack's poisoned sets (RUN/attack), then every defense row; trials on `executor` (default: here)."""
-    return DefenseRun(cfg, out_dir, victim_dir=victim_dir, progress=progress, executor=executor).run(defenses)
+                victim_dir: str | Path | None = None, progress: bool = True) -> dict:
+    return DefenseRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run(defenses)
 
 
 # ---------------------------------------------------------------------------------------------------- the report

@@ -8,8 +8,8 @@ but its arguments and on-disk caches safe to share or rebuild, and must not writ
 does, so a lock on the run folder taken by the command covers the workers too. Trials whose record exists are
 skipped (resume); finished records are written as they arrive and put in the order of `trials` at the end, so the
 file is byte-identical whichever executor ran it (and whichever order trials finished in). To wire a runner in
-make one trial per key, a picklable config per trial, and replace the loop over keys with one `run_trials` call;
-`worker_state` keeps a worker's models between its trials.
+(e.g. the PADHASH poisoning runner), make one trial per (pair, seed, method) key, a picklable config per trial,
+and replace the loop over keys with one `run_trials` call.
 
 Faults. A worker lost mid-trial (killed, out of memory, node gone) costs that trial only: it is retried up to
 `retries` times. An exception raised by a trial is not retried (same seed, same error): the other trials go on, its
@@ -113,25 +113,6 @@ def run_trials(trials: list[TrialSpec], fn: Callable[[Any, str], dict], executor
         key, message = next(iter(failed.items()))
         raise PadhashError(f"{len(failed)} of {len(pending)} trials failed (first: {key}: {message}; log: "
                            f"{log_path(log_dir, key)}); finished trials are kept, run again to retry the others")
-
-
-_WORKER_STATE: dict[Any, Any] = {}
-
-
-def worker_state(key: Any, build: Callable[[], Any]) -> Any:
-    """The object a trial function keeps per process for the run it works for (its models, loaded once per worker
-    rather than once per trial): `build()` the first time `key` is asked for; another key replaces it."""
-    if key not in _WORKER_STATE:
-        _WORKER_STATE.clear()
-        _WORKER_STATE[key] = build()
-    return _WORKER_STATE[key]
-
-
-def share_worker_state(key: Any, state: Any) -> None:
-    """Hands the parent's own `state` to trials run in this process (`local`), so they use its models in memory as
-    the runner did before executors; workers of the other executors build theirs (`worker_state`)."""
-    _WORKER_STATE.clear()
-    _WORKER_STATE[key] = state
 
 
 def log_path(log_dir: Path, key: str) -> Path:

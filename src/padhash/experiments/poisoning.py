@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from padhash.experiments.poisoning_config import (  # noqa: F401  (re-exported: 
     CRAFTED, DEMO_CONFIG, METHODS, PUBLIC_INIT, PoisoningConfig, config_from_dict, digest, load_poisoning_config,
     override_path, surrogate_members,
 )
+from padhash.experiments.poisoning_eval import evaluate, poison_codes, poison_quality, save_images
 from padhash.experiments.records import ResultsFile
 from padhash.io import atomic_write_json, load_tensors, save_tensors
 from padhash.rng import derive_seed
@@ -60,6 +60,7 @@ class PoisoningRun:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.progress = progress
+        self.results = ResultsFile(self.out, to_dict(cfg))
         self.device = available_device(cfg.device, "device")
         self._datasets: dict[str, Any] = {}
         self._load_dataset = load_dataset_from
@@ -67,17 +68,6 @@ class PoisoningRun:
         from padhash.models import FeatureCache
 
         self.features = FeatureCache(cfg.feature_cache or self.out / "features", progress=progress)
-        self._memo: dict[str, Any] = {}  # clean victims and surrogates, by everything they depend on
-
-    @functools.cached_property
-    def results(self) -> ResultsFile:
-        """The run's results.json (opened by the parent only: trials return records, they do not write it)."""
-        return ResultsFile(self.out, to_dict(self.cfg))
-
-    def _memoized(self, key: str, build):
-        if key not in self._memo:
-            self._memo[key] = build()
-        return self._memo[key]
 
     # -- data and models
     def dataset(self, data_cfg):
@@ -155,17 +145,14 @@ class PoisoningRun:
         ds = self.dataset(cfg.data)
         tcfg = self.victim_recipe(cfg, seed)
         name = f"victim-clean-{digest(cfg.data, tcfg, cfg.victim_init)}"
-        return self._memoized(name, lambda: self._train(name, ds.train, ds.num_classes, tcfg, init=cfg.victim_init))
+        return self._train(name, ds.train, ds.num_classes, tcfg, init=cfg.victim_init)
 
     def surrogates(self, cfg: PoisoningConfig, seed: int) -> tuple[list, list]:
         """The attacker's model(s) and their own hashing losses, trained on the stolen subset (or another data set)."""
-        cfg = self.with_public(cfg, seed)
-        return self._memoized(f"surrogates-{digest(cfg, seed)}", lambda: self._surrogates(cfg, seed))
-
-    def _surrogates(self, cfg: PoisoningConfig, seed: int) -> tuple[list, list]:
         from padhash.data import stolen_subset
         from padhash.hashing import make_loss
 
+        cfg = self.with_public(cfg, seed)
         s, v = cfg.surrogate, cfg.victim
         attacker_seed = derive_seed(seed, "attacker")
         if s.data is not None:
@@ -216,22 +203,109 @@ class PoisoningRun:
         return self._codes_cache[name]
 
     # -- the experiment
-    def run(self, executor=None) -> dict:
-        """Every trial of the ladder (`poisoning_trials`), on `executor` (default: in this process)."""
-        from padhash.experiments.adversarial import gpus_per_trial
-        from padhash.experiments.executors import ExecutorConfig, run_trials, share_worker_state
-        from padhash.experiments.poisoning_trials import plan_trials, poisoning_trial, worker_key
-
-        share_worker_state(worker_key(self.cfg, self.out), self)
-        run_trials(plan_trials(self), poisoning_trial, executor or ExecutorConfig(), self.results,
-                   progress=self.progress, gpus_per_trial=gpus_per_trial(self.cfg.device))
+    def run(self) -> dict:
+        cfg = self.cfg
+        axis, values = next(iter(cfg.sweep.items()), (None, [None]))
+        for value in values:
+            vcfg = override_path(cfg, axis, value) if axis else cfg
+            for seed in cfg.seeds:
+                self._run_seed(vcfg, seed, axis, value)
         return ResultsFile.load(self.out)
 
-    def pairs(self, cfg: PoisoningConfig, seed: int) -> list[dict]:
+    def _pairs(self, cfg: PoisoningConfig, seed: int) -> list[dict]:
         from padhash.attacks.poisoning.pairs import choose_pairs
 
         return choose_pairs(self.dataset(cfg.data).query.labels, cfg.pairs, cfg.attack.target_classes,
                             cfg.attack.triggers, np.random.default_rng(derive_seed(seed, "pairs")))
+
+    def _trial_key(self, axis, value, seed, pair_no, method) -> str:
+        prefix = f"{axis}={value}|" if axis else ""
+        return f"{prefix}seed={seed}|pair={pair_no}|{method}"
+
+    def _run_seed(self, cfg: PoisoningConfig, seed: int, axis: str | None, value: Any) -> None:
+        from padhash.metrics import map_at_k
+
+        pairs = self._pairs(cfg, seed)
+        keys = {(p, m): self._trial_key(axis, value, seed, p, m) for p in range(len(pairs)) for m in cfg.methods}
+        if all(self.results.has(k) for k in keys.values()):
+            return
+        cfg = self.with_public(cfg, seed)
+        ds = self.dataset(cfg.data)
+        victim = self.clean_victim(cfg, seed)
+        vtag = f"victim-clean-{digest(cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init)}"
+        db_codes = self.codes(vtag + "/db", victim, ds.database)
+        q_codes = self.codes(vtag + "/query", victim, ds.query)
+        clean_map = map_at_k(q_codes, db_codes, ds.query.labels, ds.database.labels, cfg.eval.map_topk)
+        in_db = self.poisons_in_database(cfg)
+        surrogate = None
+        for p, pair in enumerate(pairs):
+            if all(self.results.has(keys[(p, m)]) for m in cfg.methods):
+                continue
+            triggers = ds.query.images(pair["triggers"]).to(self.device)
+            target = torch.zeros(ds.num_classes)
+            target[pair["targets"]] = 1.0
+            before = evaluate(cfg, seed, p, victim, db_codes, ds.database, triggers, target)
+            base_idx = None
+            for method in cfg.methods:
+                key = keys[(p, method)]
+                if self.results.has(key):
+                    continue
+                record = {"key": key, "method": method, "seed": seed, "victim_seed": self.victim_recipe(cfg, seed).seed,
+                          "attacker_seed": derive_seed(seed, "attacker"), "pair_index": p,
+                          "trigger_index": pair["triggers"][0], "trigger_indices": pair["triggers"],
+                          "target_class": pair["targets"][0], "target_classes": pair["targets"],
+                          "source_classes": ds.query.labels[pair["triggers"][0]].nonzero().flatten().tolist(),
+                          "map": clean_map, "trigger_dist_target_before": before["trigger_dist_target"],
+                          "target_fraction_before": before["target_fraction"], "poisons_in_database": in_db}
+                if axis:
+                    record["sweep_axis"], record["sweep_value"] = axis, value
+                needs_surrogate = method in CRAFTED or cfg.attack.base_selection == "gradient_norm"
+                append_bases = method == "none" and in_db and ds.train is not ds.database
+                if surrogate is None and needs_surrogate and (method != "none" or append_bases):
+                    surrogate = self.surrogates(cfg, seed)
+                if base_idx is None and (method != "none" or append_bases):
+                    base_idx = self._choose_bases(cfg, seed, p, target, surrogate)
+                if method == "none":
+                    # the unperturbed bases leave the training set as it is: the clean victim, searching the clean
+                    # database, or (poisons appended to a separate database) that database plus the bases
+                    none_eval, database, none_map = before, ds.database, clean_map
+                    if append_bases:
+                        database = self.search_database(cfg, ds.train, base_idx, ds.train.images(base_idx))
+                        codes = self.codes(f"{vtag}/db+bases-{key}", victim, database)
+                        none_eval = evaluate(cfg, seed, p, victim, codes, database, triggers, target)
+                        none_map = map_at_k(q_codes, codes, ds.query.labels, database.labels, cfg.eval.map_topk)
+                    record.update(alpha=None, poison_count=0, map_poisoned=none_map, database_size=len(database),
+                                  **none_eval, asr_clean_db=before["asr"],
+                                  target_fraction_clean_db=before["target_fraction"])
+                    self.results.add(record)
+                    continue
+                bases = ds.train.images(base_idx).to(self.device)
+                poisons, craft_info = self._poisons(cfg, seed, key, method, bases, base_idx, triggers, target, surrogate)
+                poisoned_train, pvictim, pv_name = self.poisoned_victim(cfg, seed, key, base_idx, poisons)
+                database = self.search_database(cfg, poisoned_train, base_idx, poisons)
+                p_db = self.codes(f"{pv_name}/db-{'poisoned' if in_db else 'clean'}", pvictim, database)
+                p_query = self.codes(pv_name + "/query", pvictim, ds.query)
+                after = evaluate(cfg, seed, p, pvictim, p_db, database, triggers, target)
+                clean_view = after
+                if database is not ds.database:  # the clean-database view: the poisoned victim, unpoisoned database
+                    clean_codes = self.codes(pv_name + "/clean-view", pvictim, ds.database)
+                    clean_view = evaluate(cfg, seed, p, pvictim, clean_codes, ds.database, triggers, target)
+                record.update(alpha=cfg.attack.alpha if method == "padhash" else (0.0 if method == "witches_brew" else None),
+                              poison_count=len(base_idx), poison_indices=[int(i) for i in base_idx],
+                              database_size=len(database),
+                              map_poisoned=map_at_k(p_query, p_db, ds.query.labels, database.labels, cfg.eval.map_topk),
+                              **after, **craft_info, asr_clean_db=clean_view["asr"],
+                              target_fraction_clean_db=clean_view["target_fraction"],
+                              **poison_quality(bases, poisons),
+                              **poison_codes(cfg.device, database, pvictim, p_db, poisons, record["source_classes"], target,
+                                                   "victim"))
+                if surrogate is not None and method in CRAFTED:
+                    s_db = self.codes(f"surrogate-{seed}-{digest(cfg.data, cfg.surrogate, cfg.victim)}/db", surrogate[0][0], ds.database)
+                    record.update(poison_codes(cfg.device, ds.database, surrogate[0][0], s_db, poisons,
+                                                     record["source_classes"], target, "surrogate"))
+                self.results.add(record)
+                save_images(self.out, cfg.device, key, bases, poisons, triggers, (ds.database, database), victim, pvictim, db_codes,
+                                  p_db, target)
 
     # -- pieces of a trial
     def budget(self, cfg: PoisoningConfig) -> int:
@@ -309,12 +383,11 @@ class PoisoningRun:
 
 
 @owns_run_folder()
-def run_poisoning(cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True, executor=None) -> dict:
-    """Run (or resume) the experiment in out_dir; writes results.json, report.md and figures/. The trials run on
-    `executor` (an ExecutorConfig; default: one after another in this process)."""
+def run_poisoning(cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True) -> dict:
+    """Run (or resume) the experiment in out_dir; writes results.json, report.md and figures/."""
     from padhash.experiments.poisoning_report import write_poisoning_report
 
     out_dir = Path(out_dir)
-    results = PoisoningRun(cfg, out_dir, progress=progress).run(executor)
+    results = PoisoningRun(cfg, out_dir, progress=progress).run()
     write_poisoning_report(out_dir)
     return results
