@@ -19,6 +19,7 @@ from pathlib import Path
 from padhash.experiments.adversarial import query_config_from_dict
 from padhash.experiments.adversarial_query import run_query_attack
 from padhash.experiments.executors import ExecutorConfig
+from padhash.runs import LOCK_NAME
 
 
 def main() -> None:
@@ -47,6 +48,7 @@ def main() -> None:
         for kind in args.executors.split(","):
             out = root / kind
             shutil.copytree(root / "victims-only" / "victims", out / "victims")
+            (out / LOCK_NAME).touch()  # a padhash run folder that already holds its victims
             executor = ExecutorConfig(kind=kind, threads=1, workers=None if kind == "local" else args.workers)
             start = time.perf_counter()
             run_query_attack(cfg, out, progress=False, executor=executor)
