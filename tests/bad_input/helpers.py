@@ -1,6 +1,7 @@
 """Shared inputs for the bad-input table: a tiny .npz data set, how to run the CLI (in this process or as a real
 one, optionally stalled at a chosen call by tests/bad_input/stall.py) and check its one line."""
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -68,7 +69,14 @@ def padhash_process(argv, stall=None, env_extra=None, **kwargs):
            **(env_extra or {})}
     entry = ["-m", "tests.bad_input.stall", *map(str, stall), "--"] if stall else ["-m", "padhash"]
     return subprocess.Popen([sys.executable, *entry, *map(str, argv)], env=env, stderr=subprocess.PIPE, text=True,
-                            **kwargs)
+                            preexec_fn=_default_sigint, **kwargs)
+
+
+def _default_sigint() -> None:
+    """The child starts with Ctrl-C as a user's shell gives it: an ignored or blocked SIGINT in the test process
+    (left by a library earlier in the session) is inherited through exec and would make the SIGINT test hang."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def wait_for(path: Path, proc, timeout=300):
