@@ -108,6 +108,18 @@ def test_projection_and_augmentation():
     assert x.grad is not None
 
 
+def test_crafting_shifts_as_the_victim_trains():
+    # whole-pixel, zero-padded shifts (hashing.trainer's family): every output is a crop of the padded image
+    x = torch.rand(6, 3, 8, 8) + 0.1
+    out = augment_batch(x, 2, torch.Generator().manual_seed(3), flip=False)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    crops = [[padded[i, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)] for i in range(6)]
+    assert all(any(torch.equal(out[i], c) for c in crops[i]) for i in range(6))
+    assert not torch.equal(out, x)  # some image moved, its vacated border is zeros
+    with pytest.raises(PadhashError, match="attack.shift"):
+        CraftConfig(shift=2.5).validate()
+
+
 def test_bad_config_is_one_line_error():
     model, loss, bases, labels, trigger, target = _setup()
     with pytest.raises(PadhashError, match="bn_mode"):

@@ -152,6 +152,7 @@ def test_sweep_and_bad_config(tiny_npz, tmp_path):
     with pytest.raises(PadhashError, match="budget"):
         poisoning.run_poisoning(_cfg(tiny_npz, attack={"poison_count": 500}, methods=["padhash"]), tmp_path / "b",
                                 progress=False)
+    assert not (tmp_path / "b" / "models").exists()  # refused before any victim trained
 
 
 def test_every_shipped_config_loads():

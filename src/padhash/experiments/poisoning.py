@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from padhash.attacks.poisoning import craft_poisons, gradient_norm, matched_parameters, parameter_gradient
+from padhash.attacks.poisoning.pairs import target_vector
 from padhash.config import to_dict
 from padhash.errors import PadhashError
 from padhash.experiments.poisoning_config import (  # noqa: F401  (re-exported: the experiment's public names)
@@ -66,7 +67,6 @@ class PoisoningRun:
         self._load_dataset = load_dataset_from
         self._codes_cache: dict[str, dict] = {}
         from padhash.models import FeatureCache
-
         self.features = FeatureCache(cfg.feature_cache or self.out / "features", progress=progress)
 
     # -- data and models
@@ -104,8 +104,7 @@ class PoisoningRun:
         model = self._init_model(tcfg, train_split.image_size, init) if init is not None else None
         model = train_hash_model(train_split, num_classes, tcfg, model=model, loss=loss,
                                  checkpoint_dir=self.out / "models" / name, progress=self.progress,
-                                 feature_cache=self.features,
-                                 snapshot_epochs=tuple(snapshots or ()))
+                                 feature_cache=self.features, snapshot_epochs=tuple(snapshots or ()))
         return model.eval()
 
     def _snapshot(self, name: str, tcfg, image_size: int, epoch: int):
@@ -231,6 +230,9 @@ class PoisoningRun:
             return
         cfg = self.with_public(cfg, seed)
         ds = self.dataset(cfg.data)
+        if any(m != "none" for m in cfg.methods):  # a budget the attacker cannot fill fails before any training
+            for pair in pairs:
+                self._base_pool(cfg, seed, target_vector(pair, ds.num_classes))
         victim = self.clean_victim(cfg, seed)
         vtag = f"victim-clean-{digest(cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init)}"
         db_codes = self.codes(vtag + "/db", victim, ds.database)
@@ -242,8 +244,7 @@ class PoisoningRun:
             if all(self.results.has(keys[(p, m)]) for m in cfg.methods):
                 continue
             triggers = ds.query.images(pair["triggers"]).to(self.device)
-            target = torch.zeros(ds.num_classes)
-            target[pair["targets"]] = 1.0
+            target = target_vector(pair, ds.num_classes)
             before = evaluate(cfg, seed, p, victim, db_codes, ds.database, triggers, target)
             base_idx = None
             for method in cfg.methods:
@@ -329,13 +330,13 @@ class PoisoningRun:
                                    ds.query.images(record["trigger_indices"]), None, None)
         return poisons
 
-    def _choose_bases(self, cfg, seed, pair_no, target, surrogate) -> list[int]:
-        """Target-class images of the victim's training split (or of the stolen part), random or by gradient norm."""
+    def _base_pool(self, cfg, seed, target) -> torch.Tensor:
+        """The target-class images poisons may start from: the victim's training split, or the stolen part of it;
+        one-line error when the poison budget exceeds them."""
         from padhash.data import stolen_subset
-
-        ds = self.dataset(cfg.data)
         from padhash.metrics import carries_target
 
+        ds = self.dataset(cfg.data)
         pool = torch.nonzero(carries_target(ds.train.labels, target, cfg.eval.match)).flatten()
         if cfg.attack.bases_from == "stolen":
             stolen = set(stolen_subset(ds.train, cfg.surrogate.stolen_fraction, derive_seed(seed, "attacker")).tolist())
@@ -344,6 +345,12 @@ class PoisoningRun:
         if len(pool) < n:
             raise PadhashError(f"attack: budget of {n} poisons exceeds the {len(pool)} target-class images available "
                                f"(bases_from={cfg.attack.bases_from})")
+        return pool
+
+    def _choose_bases(self, cfg, seed, pair_no, target, surrogate) -> list[int]:
+        """Target-class images of the victim's training split (or of the stolen part), random or by gradient norm."""
+        ds = self.dataset(cfg.data)
+        pool, n = self._base_pool(cfg, seed, target), self.budget(cfg)
         rng = np.random.default_rng(derive_seed(seed, "bases", pair_no))
         if cfg.attack.base_selection == "random":
             chosen = rng.choice(len(pool), n, replace=False)

@@ -4,7 +4,8 @@ Follows Witches' Brew's reference loop (REFERENCES.md §2): δ initialised as ra
 (Adam on sign(∇δ)), one step per pass over the poisons, step decay at 3/8, 5/8, 7/8 of the steps, projection on the
 ε ℓ∞ ball in pixel space (and optionally an ℓ2 ball, PADHASH Algorithm 1 line 10) and on [0, 1], differentiable
 flip + shift augmentation of the poisons, BatchNorm in eval mode, restarts keeping the lowest final loss, ensembles
-averaging the matching loss over members. G_v is computed once, on the unaugmented trigger(s).
+averaging the matching loss over members. The shifts are whole-pixel and zero-padded, as the victim trains
+(Witches' Brew shifts by bilinear resampling; matching the victim's own augmentation is what the poisons must survive). G_v is computed once, on the unaugmented trigger(s).
 
 `project_out: target_mean` (a study option, not in either paper) removes from G_v and G_p their component along
 the mean gradient of the clean bases, which are target-class images with their true labels. Why: under CSQ-like
@@ -21,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
 
 from padhash.attacks.poisoning.matching import (
     PROJECTIONS,
@@ -37,6 +38,7 @@ from padhash.attacks.poisoning.matching import (
 )
 from padhash.config import OMIT_AT_DEFAULT
 from padhash.errors import PadhashError
+from padhash.hashing.trainer import shift_images
 
 BN_MODES = ("eval", "train")
 
@@ -52,7 +54,7 @@ class CraftConfig:
     restarts: int = 1              # Witches' Brew's default is 8; the lowest final loss wins
     augment: bool = True           # differentiable random flip + shift while crafting
     flip: bool = True              # include horizontal flips (off for data that are not mirror-invariant: digits)
-    shift: float = 4               # max shift in pixels (Witches' Brew: ≈4 px on 32 px images)
+    shift: int = 4                 # max whole-pixel shift (the victim's: 1/8 of the side, 4 px at 32 px)
     batch_size: int | None = None  # poisons per matching batch; None = all at once (G_p over the whole poison set)
     bn_mode: str = "eval"          # BatchNorm during crafting: running stats ("eval", Witches' Brew) or batch stats
     params: str = "all"            # which parameters' gradients are matched: "all" | "hash_layer"
@@ -70,6 +72,8 @@ class CraftConfig:
             raise PadhashError(f"attack: steps must be ≥ 0 and restarts ≥ 1 (got {self.steps}, {self.restarts})")
         if self.bn_mode not in BN_MODES:
             raise PadhashError(f"attack.bn_mode: {self.bn_mode!r} is not one of {', '.join(BN_MODES)}")
+        if self.shift < 0 or self.shift != int(self.shift):
+            raise PadhashError(f"attack.shift: a whole number of pixels ≥ 0, got {self.shift}")
         if not 0.0 <= self.alpha <= 1.0:
             raise PadhashError(f"attack.alpha: must be in [0, 1], got {self.alpha}")
         if self.project_out not in PROJECTIONS:
@@ -91,18 +95,17 @@ class CraftResult:
 
 
 def augment_batch(images: torch.Tensor, shift: float, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
-    """Random horizontal flip (p=0.5, if `flip`) and translation by up to `shift` pixels, per image, differentiable
-    in images (bilinear grid_sample, as Witches' Brew's RandomTransform)."""
-    n, _, h, w = images.shape
-    flip = (torch.rand(n, generator=generator) < 0.5) & flip
-    shifts = (torch.rand(n, 2, generator=generator) * 2 - 1) * shift
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = torch.where(flip, -1.0, 1.0)  # x → −x mirrors the image
-    theta[:, 1, 1] = 1.0
-    theta[:, 0, 2] = shifts[:, 0] * 2 / w          # pixels → normalised grid units
-    theta[:, 1, 2] = shifts[:, 1] * 2 / h
-    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    """Random horizontal flip (p=0.5, if `flip`) and a whole-pixel, zero-padded shift by up to `shift` pixels per
+    image: the augmentation family the victim trains with (hashing.trainer.augment_batch), differentiable in images.
+    The shift draws are taken even when `shift` is 0, so the generator's stream does not depend on it."""
+    n = images.shape[0]
+    flips = (torch.rand(n, generator=generator) < 0.5) & flip
+    draws = torch.rand(n, 2, generator=generator)
+    pad = int(shift)
+    if pad > 0:
+        offsets = (draws * (2 * pad + 1)).long().clamp(max=2 * pad)  # uniform on 0..2·pad
+        images = shift_images(images, offsets, pad)
+    return torch.where(flips.to(images.device)[:, None, None, None], images.flip(-1), images)
 
 
 def project(delta: torch.Tensor, bases: torch.Tensor, eps: float, eps_l2: float | None) -> torch.Tensor:

@@ -25,3 +25,10 @@ def choose_pairs(query_labels: torch.Tensor, count: int, target_classes: int, tr
         extra = rng.choice(same, min(triggers - 1, len(same)), replace=False) if len(same) else []
         pairs.append({"triggers": [first, *map(int, extra)], "targets": targets})
     return pairs
+
+
+def target_vector(pair: dict, num_classes: int) -> torch.Tensor:
+    """The pair's multi-hot target y_t (its target classes set to 1)."""
+    target = torch.zeros(num_classes)
+    target[pair["targets"]] = 1.0
+    return target
