@@ -192,13 +192,17 @@ def _validate(cfg: PoisoningConfig, where: str) -> None:
 
 
 def _check_augmentation(cfg: PoisoningConfig, where: str) -> None:
-    """Crafting augments as the victim trains: a frozen victim sees flips only (FeatureCache views), no shifts."""
+    """Crafting augments as the victim trains: frozen victims, and partial ones on a backbone run by stages (the
+    EfficientNet-Lite family), train from cached features of flipped views only (no shifts); the others shift
+    whole pixels, as crafting does (attack.shift)."""
     a, v = cfg.attack, cfg.victim
-    if v.finetune != "frozen" or not a.augment:
+    cached = v.finetune == "frozen" or (v.finetune == "partial" and v.backbone.startswith("efficientnet"))
+    if not cached or not a.augment:
         return
     victim_flips = v.augment and v.hflip is not False
     if a.shift > 0 or a.flip != victim_flips:
-        raise PadhashError(f"{where}.attack: the frozen victim trains with {'flips only' if victim_flips else 'no augmentation'}"
+        raise PadhashError(f"{where}.attack: the {v.finetune} victim trains with "
+                           f"{'flips only' if victim_flips else 'no augmentation'}"
                            f"; craft the same way (attack.shift: 0, attack.flip: {str(victim_flips).lower()})")
 
 
