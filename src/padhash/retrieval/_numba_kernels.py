@@ -29,6 +29,10 @@ ensure_writable_cache()  # before numba reads NUMBA_CACHE_DIR
 from numba import njit, prange, types  # noqa: E402
 from numba.extending import intrinsic
 
+from padhash.retrieval.numba_threads import start_threading_layer  # noqa: E402
+
+start_threading_layer()  # now, keeping torch's thread count (its first parallel call would raise it to all cores)
+
 # Database items per chunk: 8192 items x 1 word = 64 KiB, read by every query of a block while in L2.
 DB_CHUNK = 8192
 # Items sampled per query to guess the cut.
