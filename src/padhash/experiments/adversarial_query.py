@@ -2,13 +2,16 @@
 one trial per (sweep point, seed, method), each a function of its config, run on any executor."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from padhash.attacks.adversarial import hag_attack, targeted_attack, uniform_noise
 from padhash.attacks.adversarial.targets import choose_targets
 from padhash.attacks.anchor import anchor_code
+from padhash import registry
 from padhash.errors import PadhashError
 from padhash.experiments.adversarial import (AttackTrial, QueryAttackConfig, _apply, _Models, _open_run,
                                              _seeded_victim, _sweep_fields, _trial_keys, encode_images,
@@ -80,7 +83,7 @@ def query_trial(t: AttackTrial, key: str) -> dict:
     # The clean victim's MAP on these queries (DHTA's "Original MAP") goes in every record, for Fig. 7 / Table 5.
     original = retrieval_metrics(encode_images(victim, clean, device), db_codes, true_labels, db_labels, topk,
                                  drop_empty=drop_empty, curves=False)["map_at_k"]
-    if method == "anchor":
+    if registry.get("query", method).role == "ceiling":  # the anchor code itself, in code space
         adv, codes = None, anchors[cfg.n_t]
     else:
         adv = _attack_queries(method, victim, clean, anchors, cfg, derive_seed(seed, "noise"), False)
@@ -102,15 +105,50 @@ def query_trial(t: AttackTrial, key: str) -> dict:
     return record
 
 
+@dataclass
+class QueryContext:
+    """What a query-family method's `run(model, images, ctx)` gets besides the victim and the clean queries; it
+    returns the attacked queries (same shape, pixel range [0, 1])."""
+    anchors: torch.Tensor              # the anchor code of each query's n_t target-label items (N, K), ±1
+    anchors_1: torch.Tensor            # the code of each query's first target-label item (P2P's target)
+    cfg: QueryAttackConfig             # the run's config at this sweep point (cfg.attack: the shared ε / steps)
+    params: Any                        # the method's own hyper-parameters (registry config class), or cfg.attack
+    seed: int                          # the trial's seed for the method's own random draws
+    progress: bool = False
+
+
+def benign(model, images, ctx: QueryContext) -> torch.Tensor:
+    return images
+
+
+def noise_attack(model, images, ctx: QueryContext) -> torch.Tensor:
+    return uniform_noise(images, ctx.cfg.attack.epsilon, torch.Generator().manual_seed(ctx.seed))
+
+
+def hag_untargeted(model, images, ctx: QueryContext) -> torch.Tensor:
+    return hag_attack(model, images, ctx.cfg.attack, batch_size=ctx.cfg.batch_size, progress=ctx.progress)
+
+
+def p2p_attack(model, images, ctx: QueryContext) -> torch.Tensor:
+    return targeted_attack(model, images, ctx.anchors_1, ctx.cfg.attack, batch_size=ctx.cfg.batch_size,
+                           progress=ctx.progress)
+
+
+def dhta_attack(model, images, ctx: QueryContext) -> torch.Tensor:
+    return targeted_attack(model, images, ctx.anchors, ctx.cfg.attack, batch_size=ctx.cfg.batch_size,
+                           progress=ctx.progress)
+
+
 def _attack_queries(method, victim, clean, anchors, cfg: QueryAttackConfig, noise_seed, progress) -> torch.Tensor:
-    if method == "none":
-        return clean
-    if method == "noise":
-        return uniform_noise(clean, cfg.attack.epsilon, torch.Generator().manual_seed(noise_seed))
-    if method == "hag":
-        return hag_attack(victim, clean, cfg.attack, batch_size=cfg.batch_size, progress=progress)
-    target = anchors[1] if method == "p2p" else anchors[cfg.n_t]
-    return targeted_attack(victim, clean, target, cfg.attack, batch_size=cfg.batch_size, progress=progress)
+    """The queries `method` (a registered query-family method) makes of `clean`."""
+    m = registry.get("query", method)
+    params = cfg.attack if m.section == "attack" else registry.method_params(m, cfg.options, "config")
+    ctx = QueryContext(anchors[cfg.n_t], anchors[1], cfg, params, noise_seed, progress)
+    adv = m.resolved_run()(victim, clean, ctx)
+    if not isinstance(adv, torch.Tensor) or adv.shape != clean.shape:
+        raise PadhashError(f"method {method!r}: its run function must return the attacked queries, a tensor of "
+                           f"shape {tuple(clean.shape)}")
+    return adv
 
 
 def _save_grid(out: Path, key: str, ds, model, db_codes, clean, adv, true_labels, target_labels, n, device) -> str:

@@ -34,6 +34,7 @@ from padhash.config import to_dict
 from padhash.errors import PadhashError
 from padhash.runs import owns_run_folder
 from padhash.experiments.records import ResultsFile
+from padhash.experiments.skeleton import DatasetCache, trial_key
 from padhash.io import load_tensors, save_tensors
 from padhash.models import FeatureCache
 from padhash.rng import derive_seed
@@ -106,18 +107,13 @@ class BackdoorRun:
         self.victim_dir = Path(victim_dir) if victim_dir else None
         self.progress = progress
         self.results = ResultsFile(self.out, {**to_dict(cfg), "victim_run": str(victim_dir) if victim_dir else None})
-        self._datasets: dict[str, Any] = {}
+        self._data = DatasetCache()
         self._models: dict[str, Any] = {}
         self.feature_cache = FeatureCache(cfg.feature_cache or self.out / "features", progress=progress)
 
     # -- data and models
     def dataset(self, data_cfg):
-        from padhash.data import load_dataset_from
-
-        key = _digest(data_cfg)
-        if key not in self._datasets:
-            self._datasets[key] = load_dataset_from(data_cfg)
-        return self._datasets[key]
+        return self._data.dataset(data_cfg)
 
     def clean_model(self, cfg: BackdoorConfig, backbone: str | None = None):
         """The clean-trained model of the victim's recipe (with `backbone` swapped in for the transfer study)."""
@@ -246,8 +242,8 @@ class BackdoorRun:
         return ResultsFile.load(self.out)
 
     def _key(self, axis, value, *parts) -> tuple[str, str]:
-        prefix = f"{axis}={value}|" if axis else ""
-        return prefix + "|".join(map(str, parts)), (f"@{axis}={value}" if axis else "")
+        label = f"{axis}={value}" if axis else ""
+        return trial_key(label, *parts), (f"@{label}" if axis else "")
 
     def _run_targets(self, cfg: BackdoorConfig, axis, value) -> None:
         from padhash.metrics import psnr, ssim

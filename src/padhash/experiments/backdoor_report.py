@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from padhash import registry
 from padhash.experiments.records import ResultsFile
 
 
-ROW_NAMES = {"none": "None", "tri": "Tri", "tri_noise": "Tri+Noise", "tri_adv": "Tri+Adv", "ciba": "CIBA",
-             "label_flip": "Label flip (dirty-label ceiling)"}
+ROW_NAMES = registry.labels("backdoor")   # report rows, from the registry
 
 
 def report_tables(results: dict) -> list[str]:

@@ -40,8 +40,9 @@ from padhash.config import to_dict
 from padhash.errors import PadhashError
 from padhash.experiments.poisoning_config import (  # noqa: F401  (re-exported: the experiment's public names)
     CRAFTED, DEMO_CONFIG, METHODS, PUBLIC_INIT, PoisoningConfig, config_from_dict, digest, load_poisoning_config,
-    override_path, surrogate_members,
+    surrogate_members,
 )
+from padhash.experiments.skeleton import DatasetCache, apply_point, sweep_points, trial_key
 from padhash.experiments.poisoning_eval import evaluate, poison_codes, poison_quality, save_images
 from padhash.experiments.records import ResultsFile
 from padhash.io import atomic_write_json, load_tensors, save_tensors
@@ -55,15 +56,12 @@ class PoisoningRun:
     """One run directory: shared models (clean victims, surrogates) are cached by the config pieces they depend on."""
 
     def __init__(self, cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True):
-        from padhash.data import load_dataset_from
-
         self.cfg = cfg
         self.out = Path(out_dir)
         self.progress = progress
         self.results = ResultsFile(self.out, to_dict(cfg))
         self.device = available_device(cfg.device, "device")
-        self._datasets: dict[str, Any] = {}
-        self._load_dataset = load_dataset_from
+        self._data = DatasetCache()
         self._codes_cache: dict[str, dict] = {}
         from padhash.models import FeatureCache
 
@@ -71,10 +69,7 @@ class PoisoningRun:
 
     # -- data and models
     def dataset(self, data_cfg):
-        key = digest(data_cfg)
-        if key not in self._datasets:
-            self._datasets[key] = self._load_dataset(data_cfg)
-        return self._datasets[key]
+        return self._data.dataset(data_cfg)
 
     def _init_path(self, init: str) -> Path:
         """The weight file of an init: a path, or PUBLIC_INIT + the name of this run's public model."""
@@ -205,9 +200,9 @@ class PoisoningRun:
     # -- the experiment
     def run(self) -> dict:
         cfg = self.cfg
-        axis, values = next(iter(cfg.sweep.items()), (None, [None]))
-        for value in values:
-            vcfg = override_path(cfg, axis, value) if axis else cfg
+        for point, _ in sweep_points(cfg):  # one axis at most (validated)
+            (axis, value), = point.items() if point else [(None, None)]
+            vcfg = apply_point(cfg, point)
             for seed in cfg.seeds:
                 self._run_seed(vcfg, seed, axis, value)
         return ResultsFile.load(self.out)
@@ -219,8 +214,7 @@ class PoisoningRun:
                             cfg.attack.triggers, np.random.default_rng(derive_seed(seed, "pairs")))
 
     def _trial_key(self, axis, value, seed, pair_no, method) -> str:
-        prefix = f"{axis}={value}|" if axis else ""
-        return f"{prefix}seed={seed}|pair={pair_no}|{method}"
+        return trial_key(f"{axis}={value}" if axis else "", f"seed={seed}", f"pair={pair_no}", method)
 
     def _run_seed(self, cfg: PoisoningConfig, seed: int, axis: str | None, value: Any) -> None:
         from padhash.metrics import map_at_k

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from padhash import registry
 from padhash.experiments.records import ResultsFile, aggregate
 from padhash.experiments.report import markdown_table, mean_std, save_curves, write_report
 
-LADDER = ("none", "witches_brew", "padhash", "label_flip")
-LABELS = {"none": "None", "witches_brew": "Witches' Brew", "padhash": "PADHASH", "label_flip": "label flip (dirty)"}
+LADDER = registry.names("poisoning")     # the report's row order, from the registry
+LABELS = registry.labels("poisoning")
 DIAGNOSTICS = (
     ("grad_cosine_before", "cos(G_p,G_v) before"), ("grad_cosine", "after"),
     ("grad_norm_ratio_before", "‖G_p‖/‖G_v‖ before"), ("grad_norm_ratio", "after"),
