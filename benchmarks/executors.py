@@ -18,7 +18,7 @@ from pathlib import Path
 
 from padhash.experiments.adversarial import query_config_from_dict
 from padhash.experiments.adversarial_query import run_query_attack
-from padhash.experiments.executors import ExecutorConfig
+from padhash.executors import ExecutorConfig
 from padhash.runs import LOCK_NAME
 
 

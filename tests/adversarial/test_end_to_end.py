@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from padhash.cli import main
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
 from padhash.runs import LOCK_NAME
 
 pytestmark = pytest.mark.slow

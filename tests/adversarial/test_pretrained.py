@@ -9,7 +9,7 @@ from padhash.config import load_yaml
 from padhash.data import DataConfig
 from padhash.experiments.adversarial import (_apply, _Models, query_config_from_dict, sweep_points,
                                              transfer_config_from_dict)
-from padhash.experiments.adversarial_report import query_tables
+from padhash.reports.adversarial import query_tables
 from padhash.hashing import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

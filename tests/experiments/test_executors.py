@@ -13,7 +13,7 @@ import yaml
 from padhash.runs import LOCK_NAME
 from padhash.cli import main
 from padhash.errors import PadhashError
-from padhash.experiments.executors import TEST_KILL_ENV, ExecutorConfig, executor_config, log_path
+from padhash.executors import TEST_KILL_ENV, ExecutorConfig, executor_config, log_path
 
 pytestmark = pytest.mark.slow
 
@@ -103,8 +103,8 @@ def test_executor_config_merges_section_and_flags():
 
 def test_ray_that_does_not_start_is_a_one_line_error(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
-    from padhash.experiments.executors import TrialSpec, run_trials
-    from padhash.experiments.records import ResultsFile
+    from padhash.executors import TrialSpec, run_trials
+    from padhash.records import ResultsFile
 
     def timed_out(**kwargs):
         raise Exception("The current node timed out during startup.\nmore")

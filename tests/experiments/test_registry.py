@@ -32,7 +32,8 @@ def test_ladders_come_from_the_registry():
 
 def test_family_configs_and_reports_read_the_registry():
     from padhash.attacks.backdoor import BACKDOOR_METHODS
-    from padhash.experiments import backdoor_config, backdoor_report, poisoning_config, poisoning_report
+    from padhash.experiments import backdoor_config, poisoning_config
+    from padhash.reports import backdoor as backdoor_report, poisoning as poisoning_report
 
     assert poisoning_config.METHODS == registry.names("poisoning") == poisoning_report.LADDER
     assert poisoning_config.CRAFTED == ("witches_brew", "padhash")
@@ -67,7 +68,7 @@ def test_toy_attack_in_one_file_runs_end_to_end(tmp_path, capsys, toy_unregister
     out = tmp_path / "run"
     assert main(["--plugin", str(TOY), "attack", "toy", "--config", str(path), "--out", str(out),
                  "--no-progress"]) == 0
-    from padhash.experiments.records import ResultsFile
+    from padhash.records import ResultsFile
 
     results = ResultsFile.load(out)
     trials = {t["method"]: t for t in results["trials"]}

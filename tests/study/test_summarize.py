@@ -2,7 +2,7 @@
 import importlib.util
 from pathlib import Path
 
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
 
 SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "summarize.py"
 

@@ -45,7 +45,7 @@ def _load(args: argparse.Namespace, defaults: dict) -> tuple[dict, str]:
 def _query(args: argparse.Namespace) -> int:
     from padhash.experiments.adversarial import QUERY_DEFAULTS, query_config_from_dict
     from padhash.experiments.adversarial_query import run_query_attack
-    from padhash.experiments.adversarial_report import query_tables
+    from padhash.reports.adversarial import query_tables
 
     data, where = _load(args, QUERY_DEFAULTS)
     executor = executor_from_args(args, data)
@@ -68,7 +68,7 @@ def _query(args: argparse.Namespace) -> int:
 def _transfer(args: argparse.Namespace) -> int:
     from padhash.experiments.adversarial import TRANSFER_DEFAULTS, transfer_config_from_dict
     from padhash.experiments.adversarial_transfer import run_transfer_attack
-    from padhash.experiments.adversarial_report import transfer_tables
+    from padhash.reports.adversarial import transfer_tables
 
     data, where = _load(args, TRANSFER_DEFAULTS)
     executor = executor_from_args(args, data)
@@ -88,7 +88,7 @@ def _remote(args: argparse.Namespace, data: dict, where: str) -> int:
     import os
 
     from padhash.errors import PadhashError
-    from padhash.experiments.remote_query import NOT_OVER_HTTP, remote_query_config_from_dict, run_remote_query
+    from padhash.remote.queries import NOT_OVER_HTTP, remote_query_config_from_dict, run_remote_query
     from padhash.service import ServiceClient
 
     if args.victim:

@@ -52,7 +52,7 @@ def _victim_overrides(args) -> dict:
 def _attack(args) -> int:
     from padhash.config import load_yaml
     from padhash.experiments.backdoor import config_from_dict, run_backdoor
-    from padhash.experiments.backdoor_report import report_tables
+    from padhash.reports.backdoor import report_tables
 
     data = load_yaml(args.config) if args.config else {}
     if not registry.get(FAMILY, args.ladder).baselines or "methods" not in data:  # the full ladder: config may pick

@@ -60,7 +60,7 @@ def _attack(args) -> int:
 def _attack_remote(args, data: dict) -> int:
     import os
 
-    from padhash.experiments.remote import remote_config_from_dict, run_remote
+    from padhash.remote.poisoning import remote_config_from_dict, run_remote
     from padhash.service import ServiceClient
 
     cfg, remote = remote_config_from_dict(data, Path(args.config).name)
@@ -93,7 +93,7 @@ def _demo(args) -> int:
 
 
 def _print_summary(results: dict, out: str) -> None:
-    from padhash.experiments.poisoning_report import tables
+    from padhash.reports.poisoning import tables
 
     print("\n".join(tables(results)[:4]))
     print(f"full report: {Path(out) / 'report.md'}")

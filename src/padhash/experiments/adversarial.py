@@ -34,11 +34,12 @@ from padhash.config import OMIT_AT_DEFAULT, from_dict, to_dict
 from padhash.data import DataConfig
 from padhash.errors import PadhashError
 from padhash.validate import available_device, check_device, check_range, check_recipe
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
 from padhash.experiments.skeleton import (  # noqa: F401  (with_value, sweep_points re-exported)
     DatasetCache, apply_point as _apply, build_config, check_sweep, digest, sweep_points, trial_key, with_value,
 )
-from padhash.hashing import TrainConfig, encode
+from padhash.hashing import TrainConfig
+from padhash.metrics import retrieval_metrics  # noqa: F401  (re-exported)
 from padhash.rng import seed_everything
 
 # The built-in methods, from the registry (padhash.experiments.methods); a config may list any registered one.
@@ -46,7 +47,6 @@ QUERY_METHODS = registry.names("query")
 TRANSFER_METHODS = registry.names("transfer")  # _mi: + momentum
 PAIR_SELECTIONS = ("mined", "band", "random")
 REGION_NOISES = ("gaussian", "uniform")  # transfer.sample_noise
-PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
 # `padhash attack ...` without --config: the embedded digits, sized to finish in minutes on two CPU cores (the
 # dataclass defaults are the papers' settings: 100 queries, 2000 iterations, 30-epoch victims).
 QUERY_DEFAULTS: dict[str, Any] = {"victim": {"epochs": 10}, "queries": 30, "attack": {"iterations": 200}}
@@ -306,31 +306,6 @@ def _frozen(model, device):
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def encode_images(model, images: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
-    """±1 int8 codes of an image tensor: `hashing.encode` (which uses a frozen model's feature cache)."""
-    return encode(model, images, batch_size=batch_size, device=device)
-
-
-def retrieval_metrics(query_codes, db_codes, eval_labels, db_labels, topk: int | None, *, drop_empty=False,
-                      curves: bool = True) -> dict[str, Any]:
-    """MAP@K of `query_codes` against `eval_labels` (target labels → t-MAP), precision@k and the PR curve."""
-    from padhash.metrics import mean_average_precision, pr_curve, precision_at_k
-    from padhash.retrieval import hamming_topk
-
-    k = len(db_codes) if topk is None else min(topk, len(db_codes))
-    ks = [c for c in PRECISION_KS if c <= k]
-    _, ranked = hamming_topk(query_codes, db_codes, k)
-    out: dict[str, Any] = {"map_at_k": mean_average_precision(ranked[:, :k], eval_labels, db_labels,
-                                                              drop_empty=drop_empty),
-                           "precision_at_10": precision_at_k(ranked[:, :min(10, k)], eval_labels, db_labels)}
-    if curves:
-        precision, recall = pr_curve(query_codes, db_codes, eval_labels, db_labels)
-        out["pr_curve"] = {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]}
-        out["precision_curve"] = {"k": ks, "precision": [precision_at_k(ranked[:, :c], eval_labels, db_labels)
-                                                         for c in ks]}
-    return out
 
 
 def _sweep_fields(point: dict[str, Any]) -> dict[str, Any]:

@@ -13,15 +13,16 @@ from padhash.attacks.adversarial.targets import choose_targets
 from padhash.attacks.anchor import anchor_code
 from padhash import registry
 from padhash.errors import PadhashError
+from padhash.hashing import encode
 from padhash.experiments.adversarial import (AttackTrial, QueryAttackConfig, _apply, _Models, _open_run,
-                                             _seeded_victim, _sweep_fields, _trial_keys, encode_images,
+                                             _seeded_victim, _sweep_fields, _trial_keys,
                                              gpus_per_trial, retrieval_metrics, sweep_points,
                                              worker_models)
-from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials
-from padhash.experiments.records import ResultsFile
+from padhash.executors import ExecutorConfig, TrialSpec, run_trials
+from padhash.records import ResultsFile
+from padhash.reports.grids import query_grid
 from padhash.metrics import image_metrics
 from padhash.runs import owns_run_folder
-from padhash.io import save_tensors
 from padhash.rng import derive_seed
 
 
@@ -30,7 +31,7 @@ def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run:
                      progress: bool = True, executor: ExecutorConfig | None = None) -> dict:
     """The DHTA experiment family; writes RUN/results.json, RUN/report.md and figures; resumes finished trials.
     One trial per (sweep point, seed, method), run on `executor` (default: in this process)."""
-    from padhash.experiments.adversarial_report import write_query_report
+    from padhash.reports.adversarial import write_query_report
 
     out = Path(out_dir)
     if victim_run and cfg.open_set_classes:
@@ -81,13 +82,13 @@ def query_trial(t: AttackTrial, key: str) -> dict:
     base = {"seed": seed, "queries": len(q_idx), "n_t": cfg.n_t, "bits": int(db_codes.shape[1]),
             "epsilon": cfg.attack.epsilon, "iterations": cfg.attack.iterations, **_sweep_fields(t.point)}
     # The clean victim's MAP on these queries (DHTA's "Original MAP") goes in every record, for Fig. 7 / Table 5.
-    original = retrieval_metrics(encode_images(victim, clean, device), db_codes, true_labels, db_labels, topk,
+    original = retrieval_metrics(encode(victim, clean, device=device), db_codes, true_labels, db_labels, topk,
                                  drop_empty=drop_empty, curves=False)["map_at_k"]
     if registry.get("query", method).role == "ceiling":  # the anchor code itself, in code space
         adv, codes = None, anchors[cfg.n_t]
     else:
         adv = _attack_queries(method, victim, clean, anchors, cfg, derive_seed(seed, "noise"), False)
-        codes = encode_images(victim, adv, device)
+        codes = encode(victim, adv, device=device)
     targeted = retrieval_metrics(codes, db_codes, target_labels, db_labels, topk, drop_empty=drop_empty)
     untargeted = retrieval_metrics(codes, db_codes, true_labels, db_labels, topk, drop_empty=drop_empty)
     hamming = ((codes.shape[1] - (codes.float() * anchors[cfg.n_t].float()).sum(1)) / 2).mean()
@@ -100,7 +101,7 @@ def query_trial(t: AttackTrial, key: str) -> dict:
     if adv is not None:
         record.update(image_metrics(clean, adv))
     if method == "dhta" and cfg.eval.grid_queries > 0:
-        record["grid"] = _save_grid(Path(t.out), key, ds, victim, db_codes, clean, adv, true_labels, target_labels,
+        record["grid"] = query_grid(Path(t.out), key, ds, victim, db_codes, clean, adv, true_labels, target_labels,
                                     cfg.eval.grid_queries, device)
     return record
 
@@ -149,30 +150,3 @@ def _attack_queries(method, victim, clean, anchors, cfg: QueryAttackConfig, nois
         raise PadhashError(f"method {method!r}: its run function must return the attacked queries, a tensor of "
                            f"shape {tuple(clean.shape)}")
     return adv
-
-
-def _save_grid(out: Path, key: str, ds, model, db_codes, clean, adv, true_labels, target_labels, n, device) -> str:
-    """DHTA Fig. 4: per query, the benign query and its top-10 (✓ = its own label), then the adversarial query and
-    its top-10 (✓ = the target label). Saves the PNG and the tensors it was drawn from."""
-    from padhash.experiments.report import save_image_grid
-    from padhash.retrieval import hamming_topk
-
-    n = min(n, len(clean))
-    rows, marks, titles = [], [], []
-    db_labels = ds.database.labels
-    for images, labels, name in ((clean[:n], true_labels[:n], "benign"), (adv[:n], target_labels[:n], "adversarial")):
-        _, top = hamming_topk(encode_images(model, images, device), db_codes, 10)
-        for i in range(n):
-            hits = (db_labels[top[i]] * labels[i]).sum(dim=1) > 0
-            rows.append([images[i], *ds.database.images(top[i])])
-            marks.append([None, *hits.tolist()])
-            titles.append(f"q{i} {name}")
-    order = [j for i in range(n) for j in (i, n + i)]  # benign and adversarial rows of a query side by side
-    rows, marks, titles = [rows[j] for j in order], [marks[j] for j in order], [titles[j] for j in order]
-    name = "grid_" + "".join(c if c.isalnum() else "_" for c in key) + ".png"
-    path = out / "figures" / name
-    save_image_grid(rows, path, row_titles=titles, col_titles=["query", *[f"top-{j + 1}" for j in range(10)]],
-                    marks=marks, title="DHTA: benign vs adversarial query (✓ = query label / target label)")
-    save_tensors(out / "figures" / name.replace(".png", ".safetensors"),
-                 {"benign": clean[:n].contiguous(), "adversarial": adv[:n].contiguous()})
-    return str(path.relative_to(out))

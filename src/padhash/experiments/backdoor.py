@@ -33,8 +33,9 @@ from padhash.attacks.backdoor import (
 from padhash.config import to_dict
 from padhash.errors import PadhashError
 from padhash.runs import owns_run_folder
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
 from padhash.experiments.skeleton import DatasetCache, trial_key
+from padhash.reports.grids import backdoor_grid
 from padhash.io import load_tensors, save_tensors
 from padhash.models import FeatureCache
 from padhash.rng import derive_seed
@@ -236,7 +237,7 @@ class BackdoorRun:
                 self._run_transfer(vcfg, axis, value)
             else:
                 self._run_targets(vcfg, axis, value)
-        from padhash.experiments.backdoor_report import write_backdoor_report
+        from padhash.reports.backdoor import write_backdoor_report
 
         write_backdoor_report(self.out)
         return ResultsFile.load(self.out)
@@ -286,7 +287,7 @@ class BackdoorRun:
                         record.update(psnr=float(psnr(poisons, originals).mean()),
                                       ssim=float(ssim(poisons, originals).mean()))
                         if not axis:
-                            self._save_grid(key, ds, originals, poisons, queries, model, db, target)
+                            backdoor_grid(self.out, key, ds, originals, poisons, queries[:2], ev.codes(model, queries[:2]), db, target)
                 self.results.add(record)
 
     def _run_transfer(self, cfg: BackdoorConfig, axis, value) -> None:
@@ -326,26 +327,6 @@ class BackdoorRun:
                         record.update(map_poisoned=ev.clean_map(model, db),
                                       **ev.triggered(model, db, queries, target_vec), poison_count=len(idx))
                     self.results.add(record)
-
-    def _save_grid(self, key, ds, originals, poisons, queries, model, db_codes, target) -> None:
-        """Clean / poisoned training images; a triggered query and its top-10 (✓ = carries the target label)."""
-        from padhash.experiments.report import save_image_grid
-        from padhash.retrieval import hamming_topk
-
-        n = min(6, len(originals))
-        q_codes = Evaluator(ds, self.cfg.eval, self.cfg.device).codes(model, queries[:2])
-        _, top = hamming_topk(q_codes, db_codes, 10)
-        rows = [list(originals[:n]), list(poisons[:n])]
-        marks = [[None] * n, [None] * n]
-        titles = ["clean", "poisoned"]
-        for q in range(len(q_codes)):
-            hits = ds.database.images(top[q].tolist())
-            rows.append([queries[q], *hits])
-            marks.append([None, *[bool(ds.database.labels[i, target] > 0) for i in top[q].tolist()]])
-            titles.append(f"query {q} + trigger")
-        name = key.replace("|", "_").replace("=", "")
-        save_image_grid(rows, self.out / "figures" / f"{name}.png", row_titles=titles, marks=marks,
-                        title=f"{key}: top-10 of triggered queries (✓ target label {target})")
 
 
 @owns_run_folder()

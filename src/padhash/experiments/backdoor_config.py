@@ -10,23 +10,11 @@ from padhash import registry
 from padhash.config import OMIT_AT_DEFAULT, load_yaml
 from padhash.errors import PadhashError
 from padhash.experiments import skeleton
-from padhash.experiments.skeleton import build_config, check_sweep
+from padhash.experiments.skeleton import build_config, check_sweep, data_config, train_config
 from padhash.validate import check_device, check_recipe
 
 METHODS = registry.names("backdoor")   # from the registry (padhash.experiments.methods)
 TRANSFER_SETTINGS = ("ensemble", "holdout")
-
-
-def _data_config():
-    from padhash.data import DataConfig
-
-    return DataConfig()
-
-
-def _train_config():
-    from padhash.hashing import TrainConfig
-
-    return TrainConfig()
 
 
 @dataclass
@@ -46,8 +34,8 @@ class TransferConfig:
 
 @dataclass
 class BackdoorConfig:
-    data: Any = field(default_factory=_data_config)       # padhash.data.DataConfig
-    victim: Any = field(default_factory=_train_config)    # padhash.hashing.TrainConfig (the victim's recipe)
+    data: Any = field(default_factory=data_config)       # padhash.data.DataConfig
+    victim: Any = field(default_factory=train_config)    # padhash.hashing.TrainConfig (the victim's recipe)
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     targets: list[int] = field(default_factory=list)      # target classes; empty = `num_targets` drawn with seed
     num_targets: int = 3                                   # 002: five target labels, averaged

@@ -37,7 +37,7 @@ from padhash.experiments.backdoor import (
     config_from_dict as backdoor_config_from_dict,
     triggered_query_indices,
 )
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
 from padhash.rng import derive_seed
 
 DEFENSES = ("spectral", "dp", "prune", "preprocess")
@@ -311,7 +311,7 @@ def run_defense(cfg: DefenseConfig, out_dir: str | Path, defenses: list[str], *,
 # ---------------------------------------------------------------------------------------------------- the report
 def report_tables(results: dict) -> list[str]:
     """002 Table 3 (spectral counts) and the Fig. 5 rows (DP σ, pruned channels, query preprocessing), per set."""
-    from padhash.experiments.report import markdown_table
+    from padhash.reports.common import markdown_table
 
     trials = results["trials"]
     sections = []
@@ -332,7 +332,7 @@ def report_tables(results: dict) -> list[str]:
 
 
 def write_defense_report(run_dir: str | Path) -> None:
-    from padhash.experiments.report import save_curves, write_report
+    from padhash.reports.common import save_curves, write_report
 
     run_dir = Path(run_dir)
     results = ResultsFile.load(run_dir)

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from padhash.attacks.poisoning import craft_poisons, gradient_norm, matched_parameters, parameter_gradient
+from padhash.attacks.poisoning import craft_poisons
+from padhash.attacks.poisoning.bases import largest_gradient_bases
 from padhash.config import to_dict
 from padhash.errors import PadhashError
 from padhash.experiments.poisoning_config import (  # noqa: F401  (re-exported: the experiment's public names)
@@ -43,8 +44,9 @@ from padhash.experiments.poisoning_config import (  # noqa: F401  (re-exported: 
     surrogate_members,
 )
 from padhash.experiments.skeleton import DatasetCache, apply_point, sweep_points, trial_key
-from padhash.experiments.poisoning_eval import evaluate, poison_codes, poison_quality, save_images
-from padhash.experiments.records import ResultsFile
+from padhash.experiments.poisoning_eval import evaluate, poison_codes, poison_quality
+from padhash.reports.grids import poison_grids
+from padhash.records import ResultsFile
 from padhash.io import atomic_write_json, load_tensors, save_tensors
 from padhash.rng import derive_seed
 from padhash.runs import owns_run_folder
@@ -298,7 +300,7 @@ class PoisoningRun:
                     record.update(poison_codes(cfg.device, ds.database, surrogate[0][0], s_db, poisons,
                                                      record["source_classes"], target, "surrogate"))
                 self.results.add(record)
-                save_images(self.out, cfg.device, key, bases, poisons, triggers, (ds.database, database), victim, pvictim, db_codes,
+                poison_grids(self.out, cfg.device, key, bases, poisons, triggers, (ds.database, database), victim, pvictim, db_codes,
                                   p_db, target)
 
     # -- pieces of a trial
@@ -342,13 +344,8 @@ class PoisoningRun:
         if cfg.attack.base_selection == "random":
             chosen = rng.choice(len(pool), n, replace=False)
         else:  # Witches' Brew's gradient-norm selection, on the first surrogate
-            model, loss = surrogate[0][0], surrogate[1][0]
-            params = matched_parameters(model, cfg.attack.params)
-            norms = []
-            for i in pool.tolist():
-                x = ds.train.images([i]).to(self.device)
-                norms.append(float(gradient_norm(parameter_gradient(model, loss, x, ds.train.labels[[i]].to(self.device), params))))
-            chosen = np.argsort(-np.asarray(norms), kind="stable")[:n]
+            chosen = largest_gradient_bases(surrogate[0][0], surrogate[1][0], ds.train, pool.tolist(), n,
+                                            cfg.attack.params, self.device)
         return sorted(int(pool[int(i)]) for i in chosen)
 
     def _poisons(self, cfg, seed, key, method, bases, base_idx, triggers, target, surrogate):
@@ -379,7 +376,7 @@ class PoisoningRun:
 @owns_run_folder()
 def run_poisoning(cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Run (or resume) the experiment in out_dir; writes results.json, report.md and figures/."""
-    from padhash.experiments.poisoning_report import write_poisoning_report
+    from padhash.reports.poisoning import write_poisoning_report
 
     out_dir = Path(out_dir)
     results = PoisoningRun(cfg, out_dir, progress=progress).run()

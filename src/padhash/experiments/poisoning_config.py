@@ -13,7 +13,7 @@ from padhash import registry
 from padhash.attacks.poisoning import CraftConfig
 from padhash.config import OMIT_AT_DEFAULT, from_dict, load_yaml
 from padhash.errors import PadhashError
-from padhash.experiments.skeleton import build_config, digest, with_value  # noqa: F401  (digest re-exported)
+from padhash.experiments.skeleton import build_config, data_config, digest, train_config, with_value  # noqa: F401  (digest re-exported)
 from padhash.validate import check_device, check_range, check_recipe
 
 METHODS = registry.names("poisoning")   # from the registry (padhash.experiments.methods)
@@ -26,18 +26,6 @@ POISONS_IN_DATABASE = ("auto", True, False)
 # depend on y_t at all (measured: identical G_v for targets 3 and 7); crafting against them is refused.
 PAIRWISE = ("hashnet", "dch", "dpsh")
 PUBLIC_INIT = "public:"  # an init naming this run's public model: RUN/models/<name>/weights.safetensors
-
-
-def _data_config():
-    from padhash.data import DataConfig
-
-    return DataConfig()
-
-
-def _train_config():
-    from padhash.hashing import TrainConfig
-
-    return TrainConfig()
 
 
 @dataclass
@@ -94,8 +82,8 @@ class EvalConfig:
 
 @dataclass
 class PoisoningConfig:
-    data: Any = field(default_factory=_data_config)          # padhash.data.DataConfig
-    victim: Any = field(default_factory=_train_config)       # padhash.hashing.TrainConfig (victim's recipe)
+    data: Any = field(default_factory=data_config)          # padhash.data.DataConfig
+    victim: Any = field(default_factory=train_config)       # padhash.hashing.TrainConfig (victim's recipe)
     victim_init: str | None = None     # a HashModel .safetensors the victim fine-tunes from (None = from scratch)
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)

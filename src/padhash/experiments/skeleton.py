@@ -29,6 +29,20 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def data_config():
+    """A default DataConfig (the lazy factory of a family config's `data` field)."""
+    from padhash.data import DataConfig
+
+    return DataConfig()
+
+
+def train_config():
+    """A default TrainConfig (the lazy factory of a family config's `victim` field)."""
+    from padhash.hashing import TrainConfig
+
+    return TrainConfig()
+
+
 def build_config(cls, data: dict[str, Any] | None, where: str):
     """from_dict with the foundation's nested dataclasses (`data`: DataConfig, `victim`: TrainConfig) filled in."""
     from padhash.data import DataConfig

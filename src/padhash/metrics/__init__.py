@@ -9,10 +9,11 @@ from padhash.metrics.ranking import (
     mean_average_precision,
     pr_curve,
     precision_at_k,
+    retrieval_metrics,
     t_map_at_k,
 )
 
 __all__ = [
     "ASR_MATCHES", "asr_at_k", "average_precisions", "carries_target", "image_metrics", "map_at_k", "mean_average_precision", "perceptibility", "pr_curve",
-    "precision_at_k", "psnr", "ssim", "t_map_at_k",
+    "precision_at_k", "psnr", "retrieval_metrics", "ssim", "t_map_at_k",
 ]

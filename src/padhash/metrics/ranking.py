@@ -13,6 +13,8 @@ Rankings come from :class:`padhash.retrieval.HammingIndex`: ascending distance, 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -222,3 +224,25 @@ def asr_at_k(ranked_idx, db_labels, target_labels, *, threshold: float = 0.3,
     success = hits.double() > threshold * k + 1e-9
     asr = float(success.double().mean()) if success.numel() else 0.0
     return asr, hits.double() / k
+
+
+PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)  # the precision@k curve's k
+
+
+def retrieval_metrics(query_codes, db_codes, eval_labels, db_labels, topk: int | None, *, drop_empty=False,
+                      curves: bool = True) -> dict[str, Any]:
+    """MAP@K of `query_codes` against `eval_labels` (target labels → t-MAP), precision@k and the PR curve."""
+    from padhash.retrieval import hamming_topk
+
+    k = len(db_codes) if topk is None else min(topk, len(db_codes))
+    ks = [c for c in PRECISION_KS if c <= k]
+    _, ranked = hamming_topk(query_codes, db_codes, k)
+    out: dict[str, Any] = {"map_at_k": mean_average_precision(ranked[:, :k], eval_labels, db_labels,
+                                                              drop_empty=drop_empty),
+                           "precision_at_10": precision_at_k(ranked[:, :min(10, k)], eval_labels, db_labels)}
+    if curves:
+        precision, recall = pr_curve(query_codes, db_codes, eval_labels, db_labels)
+        out["pr_curve"] = {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]}
+        out["precision_curve"] = {"k": ks, "precision": [precision_at_k(ranked[:, :c], eval_labels, db_labels)
+                                                         for c in ks]}
+    return out

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from padhash import registry
-from padhash.experiments.records import ResultsFile, aggregate
-from padhash.experiments.report import markdown_table, mean_std, save_curves, write_report
+from padhash.records import ResultsFile, aggregate
+from padhash.reports.common import markdown_table, mean_std, save_curves, write_report
 
 LADDER = registry.names("poisoning")     # the report's row order, from the registry
 LABELS = registry.labels("poisoning")

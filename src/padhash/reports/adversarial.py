@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 
 from padhash import registry
-from padhash.experiments.records import ResultsFile
-from padhash.experiments.report import markdown_table, save_curves, write_report
+from padhash.records import ResultsFile
+from padhash.reports.common import markdown_table, save_curves, write_report
 
 def _label(family: str, method: str) -> str:
     return registry.label(family, method)

@@ -30,8 +30,8 @@ import torch
 
 from padhash.config import to_dict
 from padhash.errors import PadhashError
-from padhash.experiments.records import RESULTS_FILE, ResultsFile
-from padhash.experiments.remote import RemoteSettings, ServiceAttacker
+from padhash.records import RESULTS_FILE, ResultsFile
+from padhash.remote.poisoning import RemoteSettings, ServiceAttacker
 from padhash.rng import derive_seed
 from padhash.service.images import quantize
 

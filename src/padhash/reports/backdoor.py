@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from padhash import registry
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
 
 
 ROW_NAMES = registry.labels("backdoor")   # report rows, from the registry
@@ -13,7 +13,7 @@ ROW_NAMES = registry.labels("backdoor")   # report rows, from the registry
 def report_tables(results: dict) -> list[str]:
     """Markdown tables shaped like 002 Table 1 (methods × t-MAP/MAP), Fig. 6–7 (methods × sweep values) and
     Table 4 (settings × victim backbones), each cell mean ± std over the target labels — from results.json alone."""
-    from padhash.experiments.report import markdown_table, mean_std
+    from padhash.reports.common import markdown_table, mean_std
 
     cfg, agg, trials = results["config"], results["aggregates"], results["trials"]
     k = cfg["eval"]["topk"] or "all"
@@ -54,7 +54,7 @@ def report_tables(results: dict) -> list[str]:
 
 def write_backdoor_report(run_dir: str | Path) -> None:
     """report.md (tables, the figures made) and figures/curves-*.png of a sweep, from results.json alone."""
-    from padhash.experiments.report import save_curves, write_report
+    from padhash.reports.common import save_curves, write_report
 
     run_dir = Path(run_dir)
     results = ResultsFile.load(run_dir)
