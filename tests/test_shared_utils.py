@@ -128,7 +128,7 @@ def test_preprocess_jpeg_and_noise_are_bounded_and_reproducible():
     a = gaussian_noise(x, 8 / 255, torch.Generator().manual_seed(0))
     b = gaussian_noise(x, 8 / 255, torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
-    with pytest.raises(ValueError):
+    with pytest.raises(PadhashError):
         jpeg(x, quality=0)
 
 

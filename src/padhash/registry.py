@@ -48,6 +48,7 @@ def register_method(method: Method | None = None, /, **fields: Any) -> Method:
     """Register a method (a Method, or its fields as keywords). Registering the same (family, name) twice with
     different fields is an error; the same fields again (a module imported twice) are accepted."""
     method = method or Method(**fields)
+    _builtins()  # the built-ins first: a family's order is theirs, then the plug-ins'
     if method.role not in ROLES:
         raise PadhashError(f"method {method.name!r}: role {method.role!r} is not one of {', '.join(ROLES)}")
     if not method.name.isidentifier():
@@ -65,6 +66,9 @@ def _builtins() -> None:
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
         importlib.import_module("padhash.experiments.methods")
+        from padhash.plugins import load_plugins
+
+        load_plugins()  # $PADHASH_PLUGINS: a worker process (processes / ray executors) sees the user's methods too
 
 
 def methods(family: str) -> list[Method]:
@@ -102,11 +106,12 @@ def ordered(family: str, chosen: list[str]) -> list[str]:
 
 
 def ladder(family: str, name: str) -> list[str]:
-    """What `padhash attack NAME` runs: the family's floors, NAME's baselines, NAME, its family's ceilings —
-    in the family's order."""
+    """What `padhash attack NAME` runs: the family's floors, then NAME's baselines and NAME, then the family's
+    ceilings (each group in the family's order)."""
     own = get(family, name)
     keep = {own.name, *own.baselines}
-    return [m.name for m in methods(family) if m.role in ("floor", "ceiling") or m.name in keep]
+    chosen = [m for m in methods(family) if m.role in ("floor", "ceiling") or m.name in keep]
+    return [m.name for m in sorted(chosen, key=lambda m: ROLES.index(m.role))]  # stable: family order within a role
 
 
 def commands(family: str) -> list[Method]:

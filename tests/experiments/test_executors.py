@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 # with the same thread count (CPU float reductions can depend on it).
 CONFIG = {"data": {"name": "digits", "image_size": 16, "options": {"train_per_class": 30}},
           "victim": {"epochs": 2, "bits": 16, "batch_size": 64}, "queries": 4, "n_t": 3,
-          "attack": {"iterations": 4, "epsilon": 8 / 255, "step_fraction": 0.25},
+          "attack": {"steps": 4, "eps": 8 / 255, "step_fraction": 0.25},
           "methods": ["none", "dhta", "anchor"], "seeds": [0, 1], "eval": {"topk": 50, "grid_queries": 1}}
 KILLED = "seed=1|dhta"
 

@@ -53,16 +53,8 @@ def _query(args: argparse.Namespace) -> int:
     if not method.baselines or "methods" not in data:
         data["methods"] = registry.ladder("query", args.ladder)
     data.update(method.command_defaults)
-    if args.device:
-        data["device"] = args.device
-    if args.victim_url:
-        return _remote(args, data, where)
-    cfg = query_config_from_dict(data, where)
-    results = run_query_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress,
-                               executor=executor)
-    print("\n".join(query_tables(results)[:2]))
-    print(f"full report: {Path(args.out) / 'report.md'}")
-    return 0
+    return _run(args, data, where, executor, query_config_from_dict, run_query_attack,
+                lambda results: query_tables(results)[:2])
 
 
 def _transfer(args: argparse.Namespace) -> int:
@@ -72,14 +64,18 @@ def _transfer(args: argparse.Namespace) -> int:
 
     data, where = _load(args, TRANSFER_DEFAULTS)
     executor = executor_from_args(args, data)
+    return _run(args, data, where, executor, transfer_config_from_dict, run_transfer_attack, transfer_tables)
+
+
+def _run(args: argparse.Namespace, data: dict, where: str, executor, build, run, tables) -> int:
+    """--device, then over HTTP (--victim-url) or here: build the config, run it, print its first tables."""
     if args.device:
         data["device"] = args.device
     if args.victim_url:
         return _remote(args, data, where)
-    cfg = transfer_config_from_dict(data, where)
-    results = run_transfer_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress,
-                                  executor=executor)
-    print("\n".join(transfer_tables(results)))
+    cfg = build(data, where)
+    results = run(cfg, args.out, victim_run=args.victim, progress=not args.no_progress, executor=executor)
+    print("\n".join(tables(results)))
     print(f"full report: {Path(args.out) / 'report.md'}")
     return 0
 

@@ -49,7 +49,7 @@ PAIR_SELECTIONS = ("mined", "band", "random")
 REGION_NOISES = ("gaussian", "uniform")  # transfer.sample_noise
 # `padhash attack ...` without --config: the embedded digits, sized to finish in minutes on two CPU cores (the
 # dataclass defaults are the papers' settings: 100 queries, 2000 iterations, 30-epoch victims).
-QUERY_DEFAULTS: dict[str, Any] = {"victim": {"epochs": 10}, "queries": 30, "attack": {"iterations": 200}}
+QUERY_DEFAULTS: dict[str, Any] = {"victim": {"epochs": 10}, "queries": 30, "attack": {"steps": 200}}
 TRANSFER_DEFAULTS: dict[str, Any] = {"victim": {"epochs": 10}, "pairs": 32,
                                      "surrogates": [{"method": "dpsh", "epochs": 10, "seed": 1}]}
 
@@ -215,14 +215,8 @@ class _Models:
             train = train.subset(torch.nonzero(train.labels[:, list(excluded)].sum(dim=1) == 0).flatten())
         train_cfg = dataclasses.replace(train_cfg, device=str(self.device))
         folder = self.out / f"{role}s" / key
-        try:
-            model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=folder, progress=self.progress,
-                                     feature_cache=self.feature_cache)
-        except RuntimeError as exc:  # a checkpoint written by an older version of the architecture
-            if "state_dict" not in str(exc):
-                raise
-            raise PadhashError(f"{folder}: its checkpoint does not fit the current {train_cfg.backbone} model; "
-                               "delete that folder to retrain") from None
+        model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=folder, progress=self.progress,
+                                 feature_cache=self.feature_cache)  # a stale checkpoint there: PadhashError
         self._models[key] = _frozen(model, self.device)
         return key, self._models[key]
 

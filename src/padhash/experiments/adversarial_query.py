@@ -80,7 +80,7 @@ def query_trial(t: AttackTrial, key: str) -> dict:
     device = models.device
     topk, drop_empty = cfg.eval.topk, cfg.eval.drop_empty
     base = {"seed": seed, "queries": len(q_idx), "n_t": cfg.n_t, "bits": int(db_codes.shape[1]),
-            "epsilon": cfg.attack.epsilon, "iterations": cfg.attack.iterations, **_sweep_fields(t.point)}
+            "eps": cfg.attack.eps, "steps": cfg.attack.steps, **_sweep_fields(t.point)}
     # The clean victim's MAP on these queries (DHTA's "Original MAP") goes in every record, for Fig. 7 / Table 5.
     original = retrieval_metrics(encode(victim, clean, device=device), db_codes, true_labels, db_labels, topk,
                                  drop_empty=drop_empty, curves=False)["map_at_k"]
@@ -123,7 +123,7 @@ def benign(model, images, ctx: QueryContext) -> torch.Tensor:
 
 
 def noise_attack(model, images, ctx: QueryContext) -> torch.Tensor:
-    return uniform_noise(images, ctx.cfg.attack.epsilon, torch.Generator().manual_seed(ctx.seed))
+    return uniform_noise(images, ctx.cfg.attack.eps, torch.Generator().manual_seed(ctx.seed))
 
 
 def hag_untargeted(model, images, ctx: QueryContext) -> torch.Tensor:

@@ -75,7 +75,7 @@ def transfer_trial(trial: AttackTrial, key: str) -> dict:
     radius = int(round(cfg.eval.region_radius * s_db.shape[1]))
     base = {"seed": seed, "pairs": selection, "queries": len(pairs), "victim_bits": int(v_db.shape[1]),
             "targets_per_pair": cfg.targets_per_pair,
-            "epsilon": cfg.attack.epsilon, "mean_pair_distance": mean_pair_distance(s_q[q_idx], s_db, db_classes,
+            "eps": cfg.attack.eps, "mean_pair_distance": mean_pair_distance(s_q[q_idx], s_db, db_classes,
                                                                                     target_classes),
             **_sweep_fields(point)}
     gen = torch.Generator().manual_seed(derive_seed(seed, "craft", selection, method))

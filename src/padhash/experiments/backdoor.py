@@ -1,12 +1,12 @@
-"""The CIBA experiment (002): clean victim → trigger → poisons → backdoored victim → t-MAP / MAP, per target label.
+"""The CIBA experiment: clean victim → trigger → poisons → backdoored victim → t-MAP / MAP, per target label.
 
 Roles. The victim owns the data set and the training recipe (`victim`, a TrainConfig). The attacker holds the
-clean-trained model(s) — the victim's own clean model (white box on the architecture, as in 002 §Threat Model and
-CIBA's code), or, for the transfer study (002 Table 4), clean models of several backbones — and the training set
+clean-trained model(s) — the victim's own clean model (white box on the architecture, as in CIBA §Threat Model and
+CIBA's code), or, for the transfer study (CIBA Table 4), clean models of several backbones — and the training set
 it poisons. The backdoored victim retrains from scratch on the poisoned set with the SAME recipe and seed as the
 clean one, so poisons are the only difference.
 
-Rows (002 Table 1) on the same target labels, poison indices and trigger: `none` (triggered queries on the clean
+Rows (CIBA Table 1) on the same target labels, poison indices and trigger: `none` (triggered queries on the clean
 model: the floor), `tri`, `tri_noise`, `tri_adv`, `ciba`, and `label_flip` (the threat-model-breaking ceiling: the
 poisons' slots filled with triggered images of other classes, so the trigger arrives under the target label).
 Triggered queries are the query-split images that share no label with the target, with the full trigger (β = 1).
@@ -32,6 +32,8 @@ from padhash.attacks.backdoor import (
 )
 from padhash.config import to_dict
 from padhash.errors import PadhashError
+from padhash.hashing import encode
+from padhash.metrics import codes_map, triggered_scores
 from padhash.runs import owns_run_folder
 from padhash.records import ResultsFile
 from padhash.experiments.skeleton import DatasetCache, trial_key
@@ -55,36 +57,20 @@ class Evaluator:
     device: str = "cpu"
 
     def codes(self, model, images_or_split) -> torch.Tensor:
-        from padhash.hashing import encode
-
         return encode(model, images_or_split, device=self.device).cpu()
-
-    def _ranked(self, q_codes, db_codes, k):
-        from padhash.retrieval import hamming_topk
-
-        k = len(db_codes) if k is None else min(k, len(db_codes))
-        return hamming_topk(q_codes, db_codes, k)[1]
 
     def clean_map(self, model, db_codes: torch.Tensor, queries: torch.Tensor | None = None) -> float:
         """MAP@K of the query split (or `queries`: the same images transformed, e.g. JPEG) vs their own labels."""
-        from padhash.metrics import mean_average_precision
-
-        ds = self.dataset
-        ranked = self._ranked(self.codes(model, ds.query if queries is None else queries), db_codes, self.eval.topk)
-        return mean_average_precision(ranked, ds.query.labels, ds.database.labels, drop_empty=self.eval.drop_empty)
+        ds, e = self.dataset, self.eval
+        q_codes = self.codes(model, ds.query if queries is None else queries)
+        return codes_map(q_codes, db_codes, ds.query.labels, ds.database.labels, e.topk, drop_empty=e.drop_empty)
 
     def triggered(self, model, db_codes: torch.Tensor, queries: torch.Tensor, target: torch.Tensor) -> dict:
         """t-MAP@K and ASR of `queries` (already carrying the trigger) towards the multi-hot `target`."""
-        from padhash.metrics import asr_at_k, mean_average_precision
-
-        db_labels = self.dataset.database.labels
-        q_codes = self.codes(model, queries)
-        targets = target.expand(len(queries), -1)
-        t_map = mean_average_precision(self._ranked(q_codes, db_codes, self.eval.topk), targets, db_labels,
-                                       drop_empty=self.eval.drop_empty)
-        asr, _ = asr_at_k(self._ranked(q_codes, db_codes, self.eval.asr_topk), db_labels, target,
-                          threshold=self.eval.asr_threshold)
-        return {"t_map": float(t_map), "asr": float(asr)}
+        e = self.eval
+        return triggered_scores(self.codes(model, queries), db_codes, self.dataset.database.labels, target,
+                                topk=e.topk, asr_topk=e.asr_topk, asr_threshold=e.asr_threshold,
+                                drop_empty=e.drop_empty)
 
 
 def triggered_query_indices(query_labels: torch.Tensor, target: torch.Tensor, max_queries: int | None,
@@ -291,7 +277,7 @@ class BackdoorRun:
                 self.results.add(record)
 
     def _run_transfer(self, cfg: BackdoorConfig, axis, value) -> None:
-        """002 Table 4: trigger and confusing perturbations from several clean backbones; victims of each backbone."""
+        """CIBA Table 4: trigger and confusing perturbations from several clean backbones; victims of each backbone."""
         ds = self.dataset(cfg.data)
         backbones = cfg.transfer.backbones
         ev = Evaluator(ds, cfg.eval, cfg.device)

@@ -7,7 +7,7 @@ from typing import Any
 
 from padhash.attacks.backdoor import PerturbConfig, PLACEMENTS, TriggerConfig
 from padhash import registry
-from padhash.config import OMIT_AT_DEFAULT, load_yaml
+from padhash.config import OMIT_AT_DEFAULT
 from padhash.errors import PadhashError
 from padhash.experiments import skeleton
 from padhash.experiments.skeleton import build_config, check_sweep, data_config, train_config
@@ -19,7 +19,7 @@ TRANSFER_SETTINGS = ("ensemble", "holdout")
 
 @dataclass
 class BackdoorEvalConfig:
-    topk: int | None = 100         # t-MAP@K and MAP@K (002: K = 1,000 of a ≈10k database); None = all
+    topk: int | None = 100         # t-MAP@K and MAP@K (CIBA: K = 1,000 of a ≈10k database); None = all
     drop_empty: bool = False       # True = DHTA/CIBA convention (queries with no relevant item in the top K dropped)
     asr_topk: int = 40             # PADHASH ASR@K
     asr_threshold: float = 0.3
@@ -28,7 +28,7 @@ class BackdoorEvalConfig:
 
 @dataclass
 class TransferConfig:
-    backbones: list[str] = field(default_factory=list)   # 002 Table 4 columns; empty = no transfer study
+    backbones: list[str] = field(default_factory=list)   # CIBA Table 4 columns; empty = no transfer study
     settings: list[str] = field(default_factory=lambda: list(TRANSFER_SETTINGS))
 
 
@@ -38,8 +38,8 @@ class BackdoorConfig:
     victim: Any = field(default_factory=train_config)    # padhash.hashing.TrainConfig (the victim's recipe)
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     targets: list[int] = field(default_factory=list)      # target classes; empty = `num_targets` drawn with seed
-    num_targets: int = 3                                   # 002: five target labels, averaged
-    poison_count: int = 30                                 # 002: 60 of ≈10,000 training images
+    num_targets: int = 3                                   # CIBA: five target labels, averaged
+    poison_count: int = 30                                 # CIBA: 60 of ≈10,000 training images
     blend: float = 1.0                                     # β for the poisons (Appendix C); queries always use 1
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
@@ -60,9 +60,7 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> BackdoorCon
 
 
 def load_backdoor_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BackdoorConfig:
-    data = load_yaml(path)
-    data.update(overrides or {})
-    return config_from_dict(data, Path(path).name)
+    return skeleton.load_config_file(path, config_from_dict, overrides)
 
 
 def _validate(cfg: BackdoorConfig, where: str) -> None:

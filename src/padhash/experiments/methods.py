@@ -44,7 +44,7 @@ BUILTINS = (
     Method("none", "transfer", "floor", "Original"),
     Method("pgd", "transfer", "attack", "PGD", section="attack"),
     Method("di", "transfer", "attack", "DI", section="attack"),
-    Method("transfer", "transfer", "attack", "Noise-robust (ours, 004)",
+    Method("transfer", "transfer", "attack", "Noise-robust (Xiao & Wang)",
            config="padhash.attacks.adversarial:TransferAttackConfig", run="padhash.attacks.adversarial:transfer_attack",
            section="attack", baselines=("pgd", "di"), command=True,
            help="black-box transfer attack (noise-robust, Xiao & Wang 2021) beside PGD, DI and a white-box ceiling"),

@@ -11,9 +11,11 @@ from typing import Any
 
 from padhash import registry
 from padhash.attacks.poisoning import CraftConfig
-from padhash.config import OMIT_AT_DEFAULT, from_dict, load_yaml
+from padhash.config import OMIT_AT_DEFAULT, from_dict
 from padhash.errors import PadhashError
-from padhash.experiments.skeleton import build_config, data_config, digest, train_config, with_value  # noqa: F401  (digest re-exported)
+from padhash.experiments.skeleton import (  # noqa: F401  (digest re-exported)
+    build_config, data_config, digest, load_config_file, train_config, with_value,
+)
 from padhash.validate import check_device, check_range, check_recipe
 
 METHODS = registry.names("poisoning")   # from the registry (padhash.experiments.methods)
@@ -62,7 +64,7 @@ class AttackConfig(CraftConfig):
     triggers: int = 1                  # trigger images per pair (same source class; their gradients are averaged)
     target_classes: int = 1            # classes in y_t (>1: a multi-hot target)
     # "stolen" (Alg. 1 line 4): target-class images of the attacker's stolen share; "train": of the victim's whole
-    # training split (an attacker holding more than it stole; the default before issue 15)
+    # training split (an attacker holding more than it stole)
     bases_from: str = "stolen"
     base_selection: str = "random"     # "random" (Witches' Brew) | "gradient_norm" (largest surrogate gradient)
 
@@ -117,9 +119,7 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> PoisoningCo
 
 
 def load_poisoning_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PoisoningConfig:
-    data = load_yaml(path)
-    data.update(overrides or {})
-    return config_from_dict(data, Path(path).name)
+    return load_config_file(path, config_from_dict, overrides)
 
 
 def _validate(cfg: PoisoningConfig, where: str) -> None:

@@ -29,6 +29,18 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def load_config_file(path, build, overrides: dict[str, Any] | None = None):
+    """A family config from a YAML file (top-level `overrides` replace its keys), checked by `build(data, where)`
+    with the file's name as the key path's root."""
+    from pathlib import Path
+
+    from padhash.config import load_yaml
+
+    data = load_yaml(path)
+    data.update(overrides or {})
+    return build(data, Path(path).name)
+
+
 def data_config():
     """A default DataConfig (the lazy factory of a family config's `data` field)."""
     from padhash.data import DataConfig

@@ -196,7 +196,7 @@ def carries_target(labels, target, match: str = "any") -> torch.Tensor:
 def asr_at_k(ranked_idx, db_labels, target_labels, *, threshold: float = 0.3,
              match: str = "any") -> tuple[float, torch.Tensor]:
     """Attack success rate (PADHASH): a query succeeds when MORE than ``threshold`` of its top k carry the target
-    label (the paper's "more than 30 %"; strict since issue 15, before it was ≥).
+    label (the paper's "more than 30 %", strictly).
 
     ``target_labels`` is (Q, C) or one (C,) vector; whether an item carries a multi-hot target is ``match``
     (``ASR_MATCHES``: any / all / exact; ``any`` = shares >= 1 of its positives). Returns (ASR, per-query fractions
@@ -246,3 +246,25 @@ def retrieval_metrics(query_codes, db_codes, eval_labels, db_labels, topk: int |
         out["precision_curve"] = {"k": ks, "precision": [precision_at_k(ranked[:, :c], eval_labels, db_labels)
                                                          for c in ks]}
     return out
+
+
+def _ranked(query_codes, db_codes, k: int | None) -> torch.Tensor:
+    from padhash.retrieval import hamming_topk
+
+    k = len(db_codes) if k is None else min(k, len(db_codes))
+    return hamming_topk(query_codes, db_codes, k)[1]
+
+
+def codes_map(query_codes, db_codes, query_labels, db_labels, topk: int | None, *, drop_empty=False) -> float:
+    """MAP@K (None = all) of ±1 query codes against database codes, relevance by shared label."""
+    return mean_average_precision(_ranked(query_codes, db_codes, topk), query_labels, db_labels, drop_empty=drop_empty)
+
+
+def triggered_scores(query_codes, db_codes, db_labels, target, *, topk: int | None, asr_topk: int,
+                     asr_threshold: float, drop_empty=False) -> dict[str, float]:
+    """t-MAP@K and ASR@asr_topk of codes of queries carrying a trigger, towards the multi-hot `target` (CIBA)."""
+    targets = target.expand(len(query_codes), -1)
+    t_map = mean_average_precision(_ranked(query_codes, db_codes, topk), targets, db_labels, drop_empty=drop_empty)
+    asr, _ = asr_at_k(_ranked(query_codes, db_codes, asr_topk), db_labels, target, threshold=asr_threshold)
+    return {"t_map": float(t_map), "asr": float(asr)}
+
