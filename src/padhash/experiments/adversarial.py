@@ -70,7 +70,7 @@ class QueryAttackConfig:
     n_t: int = 9                       # target-label objects voting the anchor (DHTA: 9; P2P = 1)
     open_set_classes: list[int] = field(default_factory=list)  # held out of the victim's training; the only targets
     queries: int = 100                 # attacked queries per seed (DHTA: 100)
-    methods: list[str] = field(default_factory=lambda: list(QUERY_METHODS))
+    methods: list[str] = field(default_factory=lambda: registry.ladder("query", "dhta"))
     eval: QueryEvalConfig = field(default_factory=QueryEvalConfig)
     seeds: list[int] = field(default_factory=lambda: [0])
     sweep: dict[str, list] = field(default_factory=dict)   # ≤ 2 axes, e.g. {"victim.bits": [16, 32, 64]}
@@ -107,7 +107,7 @@ class TransferConfig:
     # target codes per pair, each from its own n_t items (reference: 32)
     targets_per_pair: int = field(default=1, metadata=OMIT_AT_DEFAULT)
     momentum: float = field(default=1.0, metadata=OMIT_AT_DEFAULT)  # μ of the *_mi methods (reference miFGSM: 1.0)
-    methods: list[str] = field(default_factory=lambda: list(TRANSFER_METHODS[:5]))
+    methods: list[str] = field(default_factory=lambda: registry.ladder("transfer", "transfer"))
     eval: TransferEvalConfig = field(default_factory=TransferEvalConfig)
     seeds: list[int] = field(default_factory=lambda: [0])
     sweep: dict[str, list] = field(default_factory=dict)

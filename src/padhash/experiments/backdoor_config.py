@@ -36,7 +36,7 @@ class TransferConfig:
 class BackdoorConfig:
     data: Any = field(default_factory=data_config)       # padhash.data.DataConfig
     victim: Any = field(default_factory=train_config)    # padhash.hashing.TrainConfig (the victim's recipe)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: registry.ladder("backdoor", "ciba"))
     targets: list[int] = field(default_factory=list)      # target classes; empty = `num_targets` drawn with seed
     num_targets: int = 3                                   # CIBA: five target labels, averaged
     poison_count: int = 30                                 # CIBA: 60 of ≈10,000 training images

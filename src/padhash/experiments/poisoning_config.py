@@ -90,7 +90,7 @@ class PoisoningConfig:
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: registry.ladder("poisoning", "padhash"))
     pairs: int = 5                     # (trigger, target) pairs per seed
     seeds: list[int] = field(default_factory=lambda: [0])
     sweep: dict[str, list] = field(default_factory=dict)     # one axis, e.g. {"attack.alpha": [0.0, 0.1, 0.2]}
