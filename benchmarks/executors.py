@@ -18,7 +18,7 @@ from pathlib import Path
 
 from padhash.experiments.adversarial import query_config_from_dict
 from padhash.experiments.adversarial_query import run_query_attack
-from padhash.experiments.executors import ExecutorConfig
+from padhash.executors import ExecutorConfig
 from padhash.runs import LOCK_NAME
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     sweep = {
         "data": {"name": "digits", "image_size": 16, "options": {"train_per_class": 50}},
         "victim": {"epochs": 3, "bits": 16}, "queries": args.queries, "n_t": 3,
-        "attack": {"iterations": args.iterations, "epsilon": 8 / 255},
+        "attack": {"steps": args.iterations, "eps": 8 / 255},
         "methods": ["noise", "p2p", "dhta", "hag"], "seeds": [0, 1], "eval": {"topk": 100, "grid_queries": 0}}
     cfg = query_config_from_dict(sweep)
     root = Path(tempfile.mkdtemp(prefix="padhash-bench-executors-"))

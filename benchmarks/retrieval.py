@@ -93,7 +93,7 @@ if args.threads is not None:  # numba and OpenMP read these at import
 import numba  # noqa: E402
 import torch  # noqa: E402
 
-from padhash.experiments.report import markdown_table  # noqa: E402
+from padhash.reports.common import markdown_table  # noqa: E402
 from padhash.metrics import map_at_k, mean_average_precision  # noqa: E402
 from padhash.retrieval import HammingIndex, pack_codes  # noqa: E402
 

@@ -8,8 +8,8 @@ import torch
 from padhash.config import from_dict, load_config, to_dict
 from padhash.defenses.preprocess import gaussian_noise, jpeg
 from padhash.errors import PadhashError
-from padhash.experiments.records import ResultsFile, aggregate
-from padhash.experiments.report import markdown_table, mean_std, save_curves, save_image_grid
+from padhash.records import ResultsFile, aggregate
+from padhash.reports.common import markdown_table, mean_std, save_curves, save_image_grid
 from padhash.io import atomic_write_json, load_tensors, read_json, save_tensors
 from padhash.rng import derive_seed
 
@@ -128,7 +128,7 @@ def test_preprocess_jpeg_and_noise_are_bounded_and_reproducible():
     a = gaussian_noise(x, 8 / 255, torch.Generator().manual_seed(0))
     b = gaussian_noise(x, 8 / 255, torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
-    with pytest.raises(ValueError):
+    with pytest.raises(PadhashError):
         jpeg(x, quality=0)
 
 

@@ -53,7 +53,7 @@ def test_targeted_attack_stays_in_the_eps_ball_and_image_range(optimizer):
     model, x = tiny_model(), images()
     target = -codes_of(model, x)
     eps = 4 / 255
-    adv = targeted_attack(model, x, target, TargetedAttackConfig(epsilon=eps, iterations=6, optimizer=optimizer))
+    adv = targeted_attack(model, x, target, TargetedAttackConfig(eps=eps, steps=6, optimizer=optimizer))
     assert (adv - x).abs().max() <= eps + 1e-6
     assert adv.min() >= 0 and adv.max() <= 1
     assert not torch.equal(adv, x)
@@ -63,7 +63,7 @@ def test_dhta_pulls_codes_to_the_target_and_hag_pushes_them_away():
     model, x = tiny_model(), images(8)
     clean = codes_of(model, x)
     target = -clean  # the farthest code: the attack must move every query toward it
-    cfg = TargetedAttackConfig(epsilon=0.1, iterations=60, step_fraction=0.1)
+    cfg = TargetedAttackConfig(eps=0.1, steps=60, step_fraction=0.1)
     adv = targeted_attack(model, x, target, cfg)
     assert hamming(codes_of(model, adv), target).mean() < hamming(clean, target).mean() - 2
     away = hag_attack(model, x, cfg)
@@ -75,7 +75,7 @@ def test_targeted_attack_is_batch_independent_and_leaves_the_model_alone():
     model, x = tiny_model(), images(5)
     before = [p.clone() for p in model.parameters()]
     target = -codes_of(model, x)
-    cfg = TargetedAttackConfig(epsilon=0.05, iterations=10)
+    cfg = TargetedAttackConfig(eps=0.05, steps=10)
     whole = targeted_attack(model, x, target, cfg, batch_size=5)
     split = targeted_attack(model, x, target, cfg, batch_size=2)
     assert torch.allclose(whole, split, atol=1e-6)
@@ -84,14 +84,14 @@ def test_targeted_attack_is_batch_independent_and_leaves_the_model_alone():
 
 
 def test_bad_attack_settings_are_one_line_errors():
-    with pytest.raises(PadhashError, match="epsilon"):
-        TargetedAttackConfig(epsilon=8.0).validate()
+    with pytest.raises(PadhashError, match="eps"):
+        TargetedAttackConfig(eps=8.0).validate()
     with pytest.raises(PadhashError, match="optimizer"):
         TargetedAttackConfig(optimizer="adam").validate()
     with pytest.raises(PadhashError, match="noise"):
         TransferAttackConfig(noise="laplace").validate()
     with pytest.raises(PadhashError, match="target codes"):
-        targeted_attack(tiny_model(), images(3), torch.ones(2, BITS), TargetedAttackConfig(iterations=1))
+        targeted_attack(tiny_model(), images(3), torch.ones(2, BITS), TargetedAttackConfig(steps=1))
 
 
 def test_uniform_noise_is_bounded_seeded_and_not_constant():
@@ -108,7 +108,7 @@ def test_transfer_attack_bounded_deterministic_and_effective_on_the_surrogate(no
     model, x = tiny_model(), images(6)
     clean = codes_of(model, x)
     target = -clean
-    cfg = TransferAttackConfig(epsilon=0.1, step_size=0.01, iterations=30, noise_weight=noise_weight,
+    cfg = TransferAttackConfig(eps=0.1, step_size=0.01, steps=30, noise_weight=noise_weight,
                                noise_level=0.05, diversity_prob=diversity)
     adv = transfer_attack(model, x, target, cfg, torch.Generator().manual_seed(0))
     again = transfer_attack(model, x, target, cfg, torch.Generator().manual_seed(0))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from padhash.cli import main
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
 from padhash.runs import LOCK_NAME
 
 pytestmark = pytest.mark.slow
@@ -20,10 +20,10 @@ EPS = 8 / 255
 DATA = {"name": "digits", "image_size": 16, "options": {"train_per_class": 50}}
 VICTIM = {"epochs": 3, "bits": 16, "batch_size": 64}
 QUERY_CONFIG = {"data": DATA, "victim": VICTIM, "queries": 6, "n_t": 3,
-                "attack": {"iterations": 10, "epsilon": EPS, "step_fraction": 0.25},
+                "attack": {"steps": 10, "eps": EPS, "step_fraction": 0.25},
                 "eval": {"topk": 100, "grid_queries": 2}}
 TRANSFER_CONFIG = {"data": DATA, "victim": VICTIM, "surrogates": [{"method": "dpsh", "epochs": 1, "bits": 16, "batch_size": 64}],
-                   "pairs": 4, "attack": {"iterations": 4, "epsilon": EPS, "step_size": 2 / 255},
+                   "pairs": 4, "attack": {"steps": 4, "eps": EPS, "step_size": 2 / 255},
                    "eval": {"region_levels": [4 / 255, 16 / 255], "region_samples": 2}}
 
 
@@ -118,9 +118,9 @@ def test_transfer_run_reports_victim_success_and_region(trained, tmp_path):
 
 
 def test_bad_config_is_a_one_line_error(tmp_path, capsys):
-    cfg = _write(tmp_path, "bad.yaml", {**QUERY_CONFIG, "attack": {"epsilon": 8}})
+    cfg = _write(tmp_path, "bad.yaml", {**QUERY_CONFIG, "attack": {"eps": 8}})
     assert main(["attack", "dhta", "--config", cfg, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "epsilon" in err[0]
+    assert len(err) == 1 and "eps" in err[0]
     same = _write(tmp_path, "same.yaml", {**TRANSFER_CONFIG, "surrogates": [{"method": "csq"}]})
     assert main(["attack", "transfer", "--config", same, "--out", str(tmp_path / "y")]) == 2

@@ -9,7 +9,7 @@ from padhash.config import load_yaml
 from padhash.data import DataConfig
 from padhash.experiments.adversarial import (_apply, _Models, query_config_from_dict, sweep_points,
                                              transfer_config_from_dict)
-from padhash.experiments.adversarial_report import query_tables
+from padhash.reports.adversarial import query_tables
 from padhash.hashing import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -36,7 +36,7 @@ def test_momentum_changes_the_path_and_keeps_the_budget():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 8))
     x = torch.rand(4, 3, 8, 8)
     target = torch.where(torch.rand(4, 8) > 0.5, 1.0, -1.0)
-    cfg = TransferAttackConfig(epsilon=4 / 255, iterations=6, noise_weight=0.0)
+    cfg = TransferAttackConfig(eps=4 / 255, steps=6, noise_weight=0.0)
     plain = transfer_attack(model, x, target, cfg, torch.Generator().manual_seed(1))
     mom = transfer_attack(model, x, target, dataclasses.replace(cfg, momentum=1.0), torch.Generator().manual_seed(1))
     assert (mom - x).abs().max() <= 4 / 255 + 1e-6 and not torch.equal(plain, mom)
@@ -48,7 +48,7 @@ def test_pretrained_configs_parse_with_48_bits_and_the_epsilon_axis():
     assert [p["victim.bits"] for p, _ in sweep_points(q)] == [16, 32, 48, 64]
     t = transfer_config_from_dict(load_yaml(CONFIGS / "transfer-cifar10-pretrained.yaml"))
     assert t.surrogates[0].backbone == "efficientnet_lite0" and "band" in t.pair_selection
-    eps = sorted({_apply(t, p).attack.epsilon for p, _ in sweep_points(t)})  # '8/255' in the YAML
+    eps = sorted({_apply(t, p).attack.eps for p, _ in sweep_points(t)})  # '8/255' in the YAML
     assert [round(e * 255) for e in eps] == [8, 16, 32]
 
 

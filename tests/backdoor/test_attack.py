@@ -3,6 +3,8 @@ import pytest
 import torch
 from torch import nn
 
+from padhash.errors import PadhashError
+
 from padhash.attacks.backdoor import (
     PerturbConfig,
     TriggerConfig,
@@ -38,7 +40,7 @@ def test_apply_trigger_replaces_corner_and_blends():
     half = apply_trigger(x, p, blend=0.25)
     assert torch.allclose(half[..., 5:, 5:], 0.25 * p + 0.75 * x[..., 5:, 5:])
     assert torch.equal(apply_trigger(x, p, blend=0.0), x)
-    with pytest.raises(ValueError):
+    with pytest.raises(PadhashError):
         apply_trigger(x, torch.rand(3, 9, 9))
 
 

@@ -1,4 +1,4 @@
-"""The 002 Table 4 transfer study (ensemble / hold-out crafters, victims of each backbone) on tiny digits."""
+"""The CIBA Table 4 transfer study (ensemble / hold-out crafters, victims of each backbone) on tiny digits."""
 import pytest
 
 from padhash.errors import PadhashError
@@ -38,8 +38,8 @@ def test_tiny_transfer_run_has_one_result_per_backbone_and_setting(tmp_path):
     assert set(results["aggregates"]) == {f"{'none' if s == 'none' else 'ciba'}@{s}:{b}"
                                           for b in BACKBONES for s in ("none", "ensemble", "holdout")}
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "Transfer (002 Table 4)" in report
-    table = report.split("Transfer (002 Table 4)")[1]
+    assert "Transfer (CIBA Table 4)" in report
+    table = report.split("Transfer (CIBA Table 4)")[1]
     assert all(b in table for b in BACKBONES) and "holdout" in table and "–" not in table
 
 

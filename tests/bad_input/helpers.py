@@ -16,7 +16,7 @@ TRAIN = ["train", "--dataset", "npz", "--method", "dpn", "--bits", "16", "--epoc
 # the cheapest DHTA run: 16-px digits, 20 training images per class, a one-epoch victim, 2 queries, 2 iterations
 DHTA_TINY = {"data": {"name": "digits", "image_size": 16, "options": {"train_per_class": 20}},
              "victim": {"epochs": 1, "bits": 16, "batch_size": 64}, "queries": 2, "n_t": 3,
-             "methods": ["none", "dhta"], "attack": {"iterations": 2, "epsilon": 8 / 255},
+             "methods": ["none", "dhta"], "attack": {"steps": 2, "eps": 8 / 255},
              "eval": {"topk": 50, "grid_queries": 1}}
 
 

@@ -14,7 +14,7 @@ import padhash.io as pio
 from padhash.data import load_dataset
 from padhash.data.cifar import RestrictedUnpickler, _latin1_bytes
 from padhash.errors import PadhashError
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
 from padhash.experiments.retrieval import load_victim
 from padhash.hashing import TrainConfig, train_hash_model
 from padhash.hashing.trainer import CHECKPOINT_NAME

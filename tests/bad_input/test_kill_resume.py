@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
 from tests.bad_input.helpers import padhash_process, wait_for
 from tests.poisoning.helpers import tiny_config, write_tiny_digits
 

@@ -74,7 +74,7 @@ def test_a_run_folder_inside_is_padhash_content(tmp_path):
 def test_a_second_dhta_run_of_another_config_on_the_same_out_is_refused_and_the_first_kept(tmp_path, capsys):
     """Issue #21's data loss: both runs exited 0 and the second one's results were gone."""
     out = tmp_path / "run"
-    configs = [dhta_config(tmp_path / f"dhta-{i}.yaml", attack={**DHTA_TINY["attack"], "iterations": iterations})
+    configs = [dhta_config(tmp_path / f"dhta-{i}.yaml", attack={**DHTA_TINY["attack"], "steps": iterations})
                for i, iterations in enumerate((2, 3))]
     command = lambda cfg: ["attack", "dhta", "--config", cfg, "--out", out, "--no-progress"]  # noqa: E731
     code, _, err = cli(command(configs[0]), capsys)

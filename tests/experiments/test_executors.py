@@ -13,7 +13,7 @@ import yaml
 from padhash.runs import LOCK_NAME
 from padhash.cli import main
 from padhash.errors import PadhashError
-from padhash.experiments.executors import TEST_KILL_ENV, ExecutorConfig, executor_config, log_path
+from padhash.executors import TEST_KILL_ENV, ExecutorConfig, executor_config, log_path
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 # with the same thread count (CPU float reductions can depend on it).
 CONFIG = {"data": {"name": "digits", "image_size": 16, "options": {"train_per_class": 30}},
           "victim": {"epochs": 2, "bits": 16, "batch_size": 64}, "queries": 4, "n_t": 3,
-          "attack": {"iterations": 4, "epsilon": 8 / 255, "step_fraction": 0.25},
+          "attack": {"steps": 4, "eps": 8 / 255, "step_fraction": 0.25},
           "methods": ["none", "dhta", "anchor"], "seeds": [0, 1], "eval": {"topk": 50, "grid_queries": 1}}
 KILLED = "seed=1|dhta"
 
@@ -103,8 +103,8 @@ def test_executor_config_merges_section_and_flags():
 
 def test_ray_that_does_not_start_is_a_one_line_error(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
-    from padhash.experiments.executors import TrialSpec, run_trials
-    from padhash.experiments.records import ResultsFile
+    from padhash.executors import TrialSpec, run_trials
+    from padhash.records import ResultsFile
 
     def timed_out(**kwargs):
         raise Exception("The current node timed out during startup.\nmore")

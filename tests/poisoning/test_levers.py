@@ -1,4 +1,4 @@
-"""The study levers of issue 9 (each off by default): a public model on a disjoint part, checkpoint-ensemble
+"""The poisoning study levers (each off by default): a public model on a disjoint part, checkpoint-ensemble
 surrogates, and projecting the clean target-class gradient out before matching."""
 import pytest
 import torch

@@ -52,7 +52,7 @@ def test_attack_over_http_writes_results(victim_run, tmp_path, capsys):
 DHTA_CONFIG = """\
 data: {name: digits}
 victim: {method: csq, bits: 16, backbone: smallcnn, epochs: 5, hflip: false}
-attack: {epsilon: 0.0627, iterations: 50}
+attack: {eps: 0.0627, steps: 50}
 queries: 6
 n_t: 3
 methods: [none, noise, dhta]
@@ -61,7 +61,7 @@ remote: {query_budget: 10, results_per_query: 40}
 TRANSFER_CONFIG = """\
 data: {name: digits}
 surrogates: [{method: dpsh, bits: 16, backbone: smallcnn, epochs: 1, hflip: false}]
-attack: {iterations: 8}
+attack: {steps: 8}
 pairs: 4
 pair_selection: [random]
 remote: {query_budget: 10, results_per_query: 40}

@@ -39,6 +39,9 @@ class Commands:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="padhash", description="Attacks on deep-hashing image retrieval, and the retrieval they attack.")
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--plugin", action="append", metavar="MODULE_OR_FILE",
+                        help="import a plug-in (a module name or a .py file) that registers attacks or backbones "
+                             "before the commands are built; repeatable; also $PADHASH_PLUGINS")
     commands = Commands(parser)
     commands.top.required = True
     for name in COMMAND_MODULES:
@@ -53,10 +56,16 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from padhash.plugins import load_plugins
+    from padhash.plugins import ENV, load_plugins
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    plugins, argv = _plugin_options(argv)
     try:
         load_plugins()  # before the parsers: their choices come from the registries the plug-ins add to
+        for plugin in plugins:
+            load_plugins(plugin, source="--plugin")
+        if plugins:  # worker processes (--executor processes / ray) import them too
+            os.environ[ENV] = os.pathsep.join(filter(None, [os.environ.get(ENV, ""), *plugins]))
     except PadhashError as exc:
         print(f"padhash: error: {exc}", file=sys.stderr)
         return 2
@@ -78,6 +87,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"padhash: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+def _plugin_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The `--plugin X` / `--plugin=X` values given before the command, and argv without them."""
+    plugins, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--plugin" and i + 1 < len(argv):
+            plugins.append(argv[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--plugin="):
+            plugins.append(arg.split("=", 1)[1])
+        elif not arg.startswith("-"):  # the command: what follows is its own
+            return plugins, rest + argv[i:]
+        else:
+            rest.append(arg)
+        i += 1
+    return plugins, rest
 
 
 if __name__ == "__main__":

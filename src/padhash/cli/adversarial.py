@@ -6,26 +6,17 @@ from pathlib import Path
 
 from padhash.cli.executor import add_executor_options, executor_from_args
 
-# Each command runs its attack beside the floor (`none`, the benign query) and the ceiling (`anchor`: the query's
-# code replaced by the anchor code, ε = ∞). `dhta` runs the whole DHTA comparison unless the config picks methods.
-QUERY_LADDERS = {
-    "dhta": ["none", "noise", "p2p", "dhta", "hag", "anchor"],
-    "p2p": ["none", "p2p", "anchor"],
-    "hag": ["none", "hag", "anchor"],
-    "noise": ["none", "noise", "anchor"],
-}
-HELP = {
-    "dhta": "DHTA targeted adversarial queries (point-to-set, anchor code) beside P2P, noise and HAG",
-    "p2p": "P2P targeted adversarial queries (DHTA with n_t = 1)",
-    "hag": "HAG untargeted adversarial queries (push the code away from the query's own)",
-    "noise": "uniform noise in [-eps, eps] on the queries (the floor of DHTA's tables)",
-    "transfer": "black-box transfer attack (noise-robust, Xiao & Wang 2021) beside PGD, DI and a white-box ceiling",
-}
+from padhash import registry
+
+# Each query command (one per registered query-family method, plug-ins' too) runs its attack beside the floor
+# (`none`, the benign query) and the ceiling (`anchor`: the query's code replaced by the anchor code, ε = ∞); a
+# command with baselines (`dhta`) runs the whole comparison unless the config picks methods.
 
 
 def register(commands) -> None:
-    for name in [*QUERY_LADDERS, "transfer"]:
-        p = commands.attack.add_parser(name, help=HELP[name], description=HELP[name])
+    for m in [*registry.commands("query"), *registry.commands("transfer")]:
+        name, text = m.name, m.help or f"{m.label} ({m.family} attack)"
+        p = commands.attack.add_parser(name, help=text, description=text)
         p.add_argument("--config", default=None,
                        help="YAML config (configs/dhta-*.yaml, configs/transfer-*.yaml); default: embedded digits")
         p.add_argument("--out", required=True, help="run folder: results.json, report.md, figures/ (resumes)")
@@ -38,7 +29,7 @@ def register(commands) -> None:
         p.add_argument("--search-token", help="the service's search token, if it needs one (default "
                                               "$PADHASH_SEARCH_TOKEN)")
         add_executor_options(p)
-        p.set_defaults(func=_transfer if name == "transfer" else _query, ladder=name)
+        p.set_defaults(func=_transfer if m.family == "transfer" else _query, ladder=name)
 
 
 def _load(args: argparse.Namespace, defaults: dict) -> tuple[dict, str]:
@@ -54,41 +45,37 @@ def _load(args: argparse.Namespace, defaults: dict) -> tuple[dict, str]:
 def _query(args: argparse.Namespace) -> int:
     from padhash.experiments.adversarial import QUERY_DEFAULTS, query_config_from_dict
     from padhash.experiments.adversarial_query import run_query_attack
-    from padhash.experiments.adversarial_report import query_tables
+    from padhash.reports.adversarial import query_tables
 
     data, where = _load(args, QUERY_DEFAULTS)
     executor = executor_from_args(args, data)
-    if args.ladder != "dhta" or "methods" not in data:
-        data["methods"] = QUERY_LADDERS[args.ladder]
-    if args.ladder == "p2p":
-        data["n_t"] = 1
-    if args.device:
-        data["device"] = args.device
-    if args.victim_url:
-        return _remote(args, data, where)
-    cfg = query_config_from_dict(data, where)
-    results = run_query_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress,
-                               executor=executor)
-    print("\n".join(query_tables(results)[:2]))
-    print(f"full report: {Path(args.out) / 'report.md'}")
-    return 0
+    method = registry.get("query", args.ladder)
+    if not method.baselines or "methods" not in data:
+        data["methods"] = registry.ladder("query", args.ladder)
+    data.update(method.command_defaults)
+    return _run(args, data, where, executor, query_config_from_dict, run_query_attack,
+                lambda results: query_tables(results)[:2])
 
 
 def _transfer(args: argparse.Namespace) -> int:
     from padhash.experiments.adversarial import TRANSFER_DEFAULTS, transfer_config_from_dict
     from padhash.experiments.adversarial_transfer import run_transfer_attack
-    from padhash.experiments.adversarial_report import transfer_tables
+    from padhash.reports.adversarial import transfer_tables
 
     data, where = _load(args, TRANSFER_DEFAULTS)
     executor = executor_from_args(args, data)
+    return _run(args, data, where, executor, transfer_config_from_dict, run_transfer_attack, transfer_tables)
+
+
+def _run(args: argparse.Namespace, data: dict, where: str, executor, build, run, tables) -> int:
+    """--device, then over HTTP (--victim-url) or here: build the config, run it, print its first tables."""
     if args.device:
         data["device"] = args.device
     if args.victim_url:
         return _remote(args, data, where)
-    cfg = transfer_config_from_dict(data, where)
-    results = run_transfer_attack(cfg, args.out, victim_run=args.victim, progress=not args.no_progress,
-                                  executor=executor)
-    print("\n".join(transfer_tables(results)))
+    cfg = build(data, where)
+    results = run(cfg, args.out, victim_run=args.victim, progress=not args.no_progress, executor=executor)
+    print("\n".join(tables(results)))
     print(f"full report: {Path(args.out) / 'report.md'}")
     return 0
 
@@ -97,12 +84,12 @@ def _remote(args: argparse.Namespace, data: dict, where: str) -> int:
     import os
 
     from padhash.errors import PadhashError
-    from padhash.experiments.remote_query import NOT_OVER_HTTP, remote_query_config_from_dict, run_remote_query
+    from padhash.remote.queries import NOT_OVER_HTTP, remote_query_config_from_dict, run_remote_query
     from padhash.service import ServiceClient
 
     if args.victim:
         raise PadhashError("--victim and --victim-url exclude each other")
-    if args.ladder in QUERY_LADDERS and data.get("methods") == QUERY_LADDERS[args.ladder]:
+    if args.ladder in registry.names("query") and data.get("methods") == registry.ladder("query", args.ladder):
         data["methods"] = [m for m in data["methods"] if m not in NOT_OVER_HTTP]  # the ladder, less its ceiling
     if args.ladder == "transfer":
         data.setdefault("methods", ["none", "pgd", "di", "transfer"])

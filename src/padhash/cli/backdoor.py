@@ -4,23 +4,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# What each attack command runs: the attack beside its floor (none) and its ceiling (label_flip, dirty label).
-ATTACK_LADDERS = {
-    "ciba": ["none", "tri", "tri_noise", "tri_adv", "ciba", "label_flip"],   # 002 Table 1
-    "tri": ["none", "tri", "label_flip"],
-    "tri_noise": ["none", "tri_noise", "label_flip"],
-    "tri_adv": ["none", "tri_adv", "label_flip"],
-}
+from padhash import registry
+
+FAMILY = "backdoor"
 DEFENSE_HELP = {
-    "spectral": "spectral-signature filtering of the poisoned training set, then retraining (002 Table 3)",
-    "dp": "retraining with clipped, noised gradients at several noise scales (002 Fig. 5a)",
-    "prune": "pruning dormant feature channels of the backdoored model (002 Fig. 5b)",
+    "spectral": "spectral-signature filtering of the poisoned training set, then retraining (CIBA Table 3)",
+    "dp": "retraining with clipped, noised gradients at several noise scales (CIBA Fig. 5a)",
+    "prune": "pruning dormant feature channels of the backdoored model (CIBA Fig. 5b)",
     "preprocess": "JPEG / Gaussian noise on the queries of the backdoored model",
 }
 
 
 def register(commands) -> None:
-    for name, ladder in ATTACK_LADDERS.items():
+    # one command per registered backdoor attack: the attack beside its floor (none) and ceiling (label_flip)
+    for m in registry.commands(FAMILY):
+        name, ladder = m.name, registry.ladder(FAMILY, m.name)
         p = commands.attack.add_parser(
             name, help=f"clean-label backdoor experiment ({', '.join(ladder)}); no --config = embedded digits")
         p.add_argument("--config", default=None, help="YAML config (configs/ciba-*.yaml); default: digits defaults")
@@ -54,11 +52,11 @@ def _victim_overrides(args) -> dict:
 def _attack(args) -> int:
     from padhash.config import load_yaml
     from padhash.experiments.backdoor import config_from_dict, run_backdoor
-    from padhash.experiments.backdoor_report import report_tables
+    from padhash.reports.backdoor import report_tables
 
     data = load_yaml(args.config) if args.config else {}
-    if args.ladder != "ciba" or "methods" not in data:
-        data["methods"] = ATTACK_LADDERS[args.ladder]
+    if not registry.get(FAMILY, args.ladder).baselines or "methods" not in data:  # the full ladder: config may pick
+        data["methods"] = registry.ladder(FAMILY, args.ladder)
     if args.device:
         data["device"] = args.device
     if args.victim:

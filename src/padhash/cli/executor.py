@@ -1,9 +1,9 @@
-"""The options that choose where a command's trials run (`padhash.experiments.executors`); shared by commands."""
+"""The options that choose where a command's trials run (`padhash.executors`); shared by commands."""
 from __future__ import annotations
 
 import argparse
 
-from padhash.experiments.executors import EXECUTORS
+from padhash.executors import EXECUTORS
 
 
 def add_executor_options(p: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
 def executor_from_args(args: argparse.Namespace, data: dict):
     """The ExecutorConfig of the config's `executor:` section (removed from `data`: where trials run is not part
     of the experiment, so it stays out of results.json) with the command line on top."""
-    from padhash.experiments.executors import executor_config
+    from padhash.executors import executor_config
 
     return executor_config(data.pop("executor", None), kind=args.executor, workers=args.workers,
                            threads=args.threads, ray_address=args.ray_address)

@@ -4,18 +4,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# The ladder each attack command runs: the attack always beside its floor (none) and ceiling (label_flip).
-ATTACK_LADDERS = {
-    "padhash": ["none", "witches_brew", "padhash", "label_flip"],
-    "witches_brew": ["none", "witches_brew", "label_flip"],
-    "label_flip": ["none", "label_flip"],
-}
+from padhash import registry
+
+FAMILY = "poisoning"
 
 
 def register(commands) -> None:
-    for name in ATTACK_LADDERS:
+    # one command per registered poisoning method, each running its ladder: floor (none), baselines, it, ceiling
+    for m in registry.commands(FAMILY):
+        name = m.name
         p = commands.attack.add_parser(
-            name, help=f"clean-label poisoning experiment ({', '.join(ATTACK_LADDERS[name])}) from a YAML config")
+            name, help=f"clean-label poisoning experiment ({', '.join(registry.ladder(FAMILY, name))}) from a YAML config")
         p.add_argument("--config", required=True, help="YAML config (see configs/padhash-*.yaml)")
         p.add_argument("--out", required=True, help="run folder: results.json, report.md, figures/ (resumes)")
         _common(p)
@@ -46,8 +45,8 @@ def _attack(args) -> int:
     from padhash.experiments.poisoning import config_from_dict, run_poisoning
 
     data = load_yaml(args.config)
-    if args.ladder != "padhash" or "methods" not in data:
-        data["methods"] = ATTACK_LADDERS[args.ladder]
+    if registry.get(FAMILY, args.ladder).baselines == () or "methods" not in data:  # the full ladder: config may pick
+        data["methods"] = registry.ladder(FAMILY, args.ladder)
     if args.device:
         data["device"] = args.device
     if args.victim_url:
@@ -61,7 +60,7 @@ def _attack(args) -> int:
 def _attack_remote(args, data: dict) -> int:
     import os
 
-    from padhash.experiments.remote import remote_config_from_dict, run_remote
+    from padhash.remote.poisoning import remote_config_from_dict, run_remote
     from padhash.service import ServiceClient
 
     cfg, remote = remote_config_from_dict(data, Path(args.config).name)
@@ -94,7 +93,7 @@ def _demo(args) -> int:
 
 
 def _print_summary(results: dict, out: str) -> None:
-    from padhash.experiments.poisoning_report import tables
+    from padhash.reports.poisoning import tables
 
     print("\n".join(tables(results)[:4]))
     print(f"full report: {Path(out) / 'report.md'}")

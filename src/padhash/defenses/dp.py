@@ -1,11 +1,11 @@
-"""DP-noise training (Du, Jia & Song 2020), the defense of 002 Fig. 5(a): clip each (micro-batch) gradient to
+"""DP-noise training (Du, Jia & Song 2020), the defense of CIBA Fig. 5(a): clip each (micro-batch) gradient to
 L2 norm ≤ `clip`, average, add Gaussian noise of standard deviation `noise` to every coordinate, step.
 
 `train_hash_model` has no per-sample gradient hook, so the loop lives here, reusing the project's model builder,
 hashing loss and the trainer's recipe (TrainConfig: method, bits, backbone, epochs, batch size, lr, seed). The
 privacy unit is a micro-batch of `microbatch` images (as TF-Privacy's `num_microbatches`): 1 gives DP-SGD's
 per-sample clipping; pairwise losses that only see in-batch pairs need ≥ 2. Noise is given directly as the std
-added to the averaged clipped gradient (002 varies this "noise scale" at clipping bound 0.3).
+added to the averaged clipped gradient (CIBA varies this "noise scale" at clipping bound 0.3).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from padhash.errors import PadhashError
 
 @dataclass
 class DPConfig:
-    clip: float = 0.3          # L2 bound of each micro-batch gradient (002: 0.3)
+    clip: float = 0.3          # L2 bound of each micro-batch gradient (CIBA: 0.3)
     noise: float = 0.0         # std of the Gaussian added to the averaged clipped gradient
     microbatch: int = 4        # images per clipped gradient (1 = per-sample DP-SGD)
 

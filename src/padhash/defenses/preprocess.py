@@ -10,11 +10,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from padhash.errors import PadhashError
+
 
 def jpeg(images: torch.Tensor, quality: int = 85) -> torch.Tensor:
     """Encode each image as JPEG at `quality` with Pillow and decode it again (NCHW float [0,1])."""
     if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+        raise PadhashError(f"JPEG quality must be in 1..100, got {quality}")
     out = []
     for img in images.detach().cpu():
         arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)

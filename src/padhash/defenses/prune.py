@@ -1,4 +1,4 @@
-"""Fine-pruning's pruning step (Liu, Dolan-Gavitt & Garg 2018), as 002 Fig. 5(b) runs it.
+"""Fine-pruning's pruning step (Liu, Dolan-Gavitt & Garg 2018), as CIBA Fig. 5(b) runs it.
 
 Channels of the penultimate features (`HashModel.features`) are ranked by their mean activation on clean images
 the defender holds; the most dormant ones are cut by zeroing their columns in the hash layer, so the code no
@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+
+from padhash.errors import PadhashError
 
 
 @torch.no_grad()
@@ -60,6 +62,6 @@ def pruning_curve(
     rows = []
     for n in counts:
         if not 0 <= n <= width:
-            raise ValueError(f"cannot prune {n} of {width} feature channels")
+            raise PadhashError(f"cannot prune {n} of {width} feature channels")
         rows.append({"pruned": int(n), "fraction": n / width, **evaluate(prune_channels(model, order[:n]))})
     return rows

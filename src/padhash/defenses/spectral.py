@@ -1,4 +1,4 @@
-"""Spectral-signature detection (Tran, Li & Madry 2018), as 002 runs it against CIBA (Table 3).
+"""Spectral-signature detection (Tran, Li & Madry 2018), as the CIBA paper runs it (Table 3).
 
 Per class, the training images' penultimate features are centred; each image's score is its squared projection on
 the top right-singular vector. The top ⌈1.5 × budget⌉ scores of every class are removed (the defender does not

@@ -21,11 +21,7 @@ Trials are keyed `<sweep point>|seed=<s>|<method>`; the method recorded is `<met
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import hashlib
-import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,22 +29,27 @@ from typing import Any
 import torch
 
 from padhash.attacks.adversarial import TargetedAttackConfig, TransferAttackConfig
-from padhash.config import OMIT_AT_DEFAULT, convert_field, from_dict, to_dict
+from padhash import registry
+from padhash.config import OMIT_AT_DEFAULT, from_dict, to_dict
 from padhash.data import DataConfig
 from padhash.errors import PadhashError
 from padhash.validate import available_device, check_device, check_range, check_recipe
-from padhash.experiments.records import ResultsFile
-from padhash.hashing import TrainConfig, encode
+from padhash.records import ResultsFile
+from padhash.experiments.skeleton import (  # noqa: F401  (with_value, sweep_points re-exported)
+    DatasetCache, apply_point as _apply, build_config, check_sweep, digest, sweep_points, trial_key, with_value,
+)
+from padhash.hashing import TrainConfig
+from padhash.metrics import retrieval_metrics  # noqa: F401  (re-exported)
 from padhash.rng import seed_everything
 
-QUERY_METHODS = ("none", "noise", "p2p", "dhta", "hag", "anchor")
-TRANSFER_METHODS = ("none", "pgd", "di", "transfer", "white_box", "di_mi", "transfer_mi")  # _mi: + momentum
+# The built-in methods, from the registry (padhash.experiments.methods); a config may list any registered one.
+QUERY_METHODS = registry.names("query")
+TRANSFER_METHODS = registry.names("transfer")  # _mi: + momentum
 PAIR_SELECTIONS = ("mined", "band", "random")
 REGION_NOISES = ("gaussian", "uniform")  # transfer.sample_noise
-PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
 # `padhash attack ...` without --config: the embedded digits, sized to finish in minutes on two CPU cores (the
 # dataclass defaults are the papers' settings: 100 queries, 2000 iterations, 30-epoch victims).
-QUERY_DEFAULTS: dict[str, Any] = {"victim": {"epochs": 10}, "queries": 30, "attack": {"iterations": 200}}
+QUERY_DEFAULTS: dict[str, Any] = {"victim": {"epochs": 10}, "queries": 30, "attack": {"steps": 200}}
 TRANSFER_DEFAULTS: dict[str, Any] = {"victim": {"epochs": 10}, "pairs": 32,
                                      "surrogates": [{"method": "dpsh", "epochs": 10, "seed": 1}]}
 
@@ -69,13 +70,15 @@ class QueryAttackConfig:
     n_t: int = 9                       # target-label objects voting the anchor (DHTA: 9; P2P = 1)
     open_set_classes: list[int] = field(default_factory=list)  # held out of the victim's training; the only targets
     queries: int = 100                 # attacked queries per seed (DHTA: 100)
-    methods: list[str] = field(default_factory=lambda: list(QUERY_METHODS))
+    methods: list[str] = field(default_factory=lambda: registry.ladder("query", "dhta"))
     eval: QueryEvalConfig = field(default_factory=QueryEvalConfig)
     seeds: list[int] = field(default_factory=lambda: [0])
     sweep: dict[str, list] = field(default_factory=dict)   # ≤ 2 axes, e.g. {"victim.bits": [16, 32, 64]}
     device: str = "cpu"
     batch_size: int = 128              # queries attacked at once
     feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
+    # hyper-parameters of registered methods with their own config class: {method name: {field: value}}
+    options: dict[str, dict] = field(default_factory=dict, metadata=OMIT_AT_DEFAULT)
 
 
 @dataclass
@@ -104,7 +107,7 @@ class TransferConfig:
     # target codes per pair, each from its own n_t items (reference: 32)
     targets_per_pair: int = field(default=1, metadata=OMIT_AT_DEFAULT)
     momentum: float = field(default=1.0, metadata=OMIT_AT_DEFAULT)  # μ of the *_mi methods (reference miFGSM: 1.0)
-    methods: list[str] = field(default_factory=lambda: list(TRANSFER_METHODS[:5]))
+    methods: list[str] = field(default_factory=lambda: registry.ladder("transfer", "transfer"))
     eval: TransferEvalConfig = field(default_factory=TransferEvalConfig)
     seeds: list[int] = field(default_factory=lambda: [0])
     sweep: dict[str, list] = field(default_factory=dict)
@@ -115,17 +118,23 @@ class TransferConfig:
 
 # ------------------------------------------------------------------------------------------------------ configs
 def query_config_from_dict(data: dict[str, Any], where: str = "config") -> QueryAttackConfig:
-    cfg = _build(QueryAttackConfig, data, where)
+    cfg = build_config(QueryAttackConfig, data, where)
     _check_common(cfg, where)
     if any(c < 0 for c in cfg.open_set_classes):
         raise PadhashError(f"{where}.open_set_classes: class numbers are ≥ 0, got {cfg.open_set_classes}")
     cfg.attack.validate(f"{where}.attack")
-    _check_methods(cfg.methods, QUERY_METHODS, where)
+    registry.check_methods("query", cfg.methods, where)
+    unknown = sorted(set(cfg.options) - set(cfg.methods))
+    if unknown:
+        raise PadhashError(f"{where}.options: {', '.join(unknown)} not among the methods run ({', '.join(cfg.methods)})")
+    for name in cfg.methods:  # every method's own options checked before anything trains
+        if registry.get("query", name).section != "attack":
+            registry.method_params(registry.get("query", name), cfg.options, where)
     if cfg.n_t < 1 or cfg.queries < 1 or not cfg.seeds or cfg.batch_size < 1:
         raise PadhashError(f"{where}: n_t, queries and batch_size must be ≥ 1 and seeds non-empty")
     if cfg.eval.topk is not None and cfg.eval.topk < 1:
         raise PadhashError(f"{where}.eval.topk: must be ≥ 1 or null, got {cfg.eval.topk}")
-    _check_sweep(cfg, where)
+    check_sweep(cfg, where, max_axes=2)
     return cfg
 
 
@@ -136,7 +145,7 @@ def transfer_config_from_dict(data: dict[str, Any], where: str = "config") -> Tr
     surrogates = data.pop("surrogates", None) or [{"backbone": "smallcnn", "method": "dpsh"}]
     if not isinstance(surrogates, list):
         raise PadhashError(f"{where}.surrogates: expected a list of training recipes")
-    cfg = _build(TransferConfig, data, where)
+    cfg = build_config(TransferConfig, data, where)
     cfg.surrogates = [from_dict(TrainConfig, s or {}, f"{where}.surrogates[{i}]") for i, s in enumerate(surrogates)]
     _check_common(cfg, where)
     for i, s in enumerate(cfg.surrogates):
@@ -145,7 +154,7 @@ def transfer_config_from_dict(data: dict[str, Any], where: str = "config") -> Tr
         raise PadhashError(f"{where}.eval.region_noise: {cfg.eval.region_noise!r} is not one of "
                            f"{', '.join(REGION_NOISES)}")
     cfg.attack.validate(f"{where}.attack")
-    _check_methods(cfg.methods, TRANSFER_METHODS, where)
+    registry.check_methods("transfer", cfg.methods, where)
     for i, s in enumerate(cfg.surrogates):
         if (s.backbone, s.method) == (cfg.victim.backbone, cfg.victim.method):
             raise PadhashError(f"{where}.surrogates[{i}]: same backbone and method as the victim "
@@ -161,21 +170,7 @@ def transfer_config_from_dict(data: dict[str, Any], where: str = "config") -> Tr
     if e.success_topk < 1 or not 0 < e.threshold <= 1 or not e.region_levels or not 0 <= e.region_radius < 1:
         raise PadhashError(f"{where}.eval: success_topk ≥ 1, threshold in (0, 1], region_levels non-empty, "
                            "region_radius in [0, 1)")
-    _check_sweep(cfg, where)
-    return cfg
-
-
-def _build(cls, data: dict[str, Any], where: str):
-    """from_dict with the foundation's nested dataclasses (DataConfig, TrainConfig) filled in."""
-    from padhash.data import DataConfig
-    from padhash.hashing import TrainConfig
-
-    data = dict(data or {})
-    nested = {"data": DataConfig, "victim": TrainConfig}
-    built = {k: from_dict(c, data.pop(k) or {}, f"{where}.{k}") for k, c in nested.items() if k in data}
-    cfg = from_dict(cls, data, where)
-    for k, v in built.items():
-        setattr(cfg, k, v)
+    check_sweep(cfg, where, max_axes=2)
     return cfg
 
 
@@ -184,58 +179,6 @@ def _check_common(cfg, where: str) -> None:
     check_recipe(cfg.victim, f"{where}.victim")
     check_device(cfg.device, f"{where}.device")
     check_range(f"{where}.batch_size", cfg.batch_size, 1)
-
-
-def _check_methods(methods: list[str], allowed: tuple[str, ...], where: str) -> None:
-    bad = [m for m in methods if m not in allowed]
-    if bad or not methods:
-        raise PadhashError(f"{where}.methods: {bad or '[]'} not in {', '.join(allowed)}")
-
-
-def _check_sweep(cfg, where: str) -> None:
-    if len(cfg.sweep) > 2:
-        raise PadhashError(f"{where}.sweep: at most two axes (rows × columns), got {', '.join(cfg.sweep)}")
-    for axis, values in cfg.sweep.items():
-        if not isinstance(values, list) or not values:
-            raise PadhashError(f"{where}.sweep.{axis}: give a non-empty list of values")
-        for value in values:
-            with_value(cfg, axis, value, where)
-
-
-def with_value(cfg, path: str, value: Any, where: str = "config"):
-    """A deep copy of cfg with the dotted `path` (e.g. victim.bits, attack.iterations, n_t) set to value."""
-    out = copy.deepcopy(cfg)
-    *parents, leaf = path.split(".")
-    obj = out
-    for name in parents:
-        obj = getattr(obj, name, None)
-    if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
-        raise PadhashError(f"{where}.sweep: unknown key {path!r}")
-    setattr(obj, leaf, convert_field(obj, leaf, value, f"{where}.sweep.{path}"))
-    if hasattr(obj, "validate"):
-        obj.validate(f"{where}.sweep.{path}")
-    return out
-
-
-def sweep_points(cfg) -> list[tuple[dict[str, Any], str]]:
-    """[(axis → value, label)], label '' without a sweep, else 'a=v' or 'a=v,b=w'."""
-    axes = list(cfg.sweep)
-    points = []
-    for values in itertools.product(*(cfg.sweep[a] for a in axes)):
-        point = dict(zip(axes, values))
-        points.append((point, ",".join(f"{a}={v}" for a, v in point.items())))
-    return points
-
-
-def _apply(cfg, point: dict[str, Any]):
-    for axis, value in point.items():
-        cfg = with_value(cfg, axis, value)
-    return cfg
-
-
-def _digest(*parts: Any) -> str:
-    text = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 # ------------------------------------------------------------------------------------------------- shared pieces
@@ -250,16 +193,11 @@ class _Models:
         self.feature_cache = FeatureCache(feature_cache or out / "features", progress=progress)
         self.victim_run = Path(victim_run) if victim_run else None
         self._models: dict[str, Any] = {}
-        self._datasets: dict[str, Any] = {}
+        self._data = DatasetCache()
         self._codes: dict[tuple[str, str], torch.Tensor] = {}
 
     def dataset(self, data_cfg):
-        from padhash.data import load_dataset_from
-
-        key = _digest(data_cfg)
-        if key not in self._datasets:
-            self._datasets[key] = load_dataset_from(data_cfg)
-        return self._datasets[key]
+        return self._data.dataset(data_cfg)
 
     def trained(self, role: str, data_cfg, train_cfg, excluded: list[int] = ()) -> tuple[str, Any]:
         """(cache key, model in eval mode) of a model trained with `train_cfg` on the training split of `data_cfg`
@@ -268,7 +206,7 @@ class _Models:
 
         if train_cfg.hflip is None and data_cfg.name == "digits":
             train_cfg = dataclasses.replace(train_cfg, hflip=False)  # digits are not mirror-invariant
-        key = f"{train_cfg.method}-{train_cfg.backbone}-{train_cfg.bits}b-{_digest(data_cfg, train_cfg, list(excluded))}"
+        key = f"{train_cfg.method}-{train_cfg.backbone}-{train_cfg.bits}b-{digest(data_cfg, train_cfg, list(excluded))}"
         if key in self._models:
             return key, self._models[key]
         ds = self.dataset(data_cfg)
@@ -277,14 +215,8 @@ class _Models:
             train = train.subset(torch.nonzero(train.labels[:, list(excluded)].sum(dim=1) == 0).flatten())
         train_cfg = dataclasses.replace(train_cfg, device=str(self.device))
         folder = self.out / f"{role}s" / key
-        try:
-            model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=folder, progress=self.progress,
-                                     feature_cache=self.feature_cache)
-        except RuntimeError as exc:  # a checkpoint written by an older version of the architecture
-            if "state_dict" not in str(exc):
-                raise
-            raise PadhashError(f"{folder}: its checkpoint does not fit the current {train_cfg.backbone} model; "
-                               "delete that folder to retrain") from None
+        model = train_hash_model(train, ds.num_classes, train_cfg, checkpoint_dir=folder, progress=self.progress,
+                                 feature_cache=self.feature_cache)  # a stale checkpoint there: PadhashError
         self._models[key] = _frozen(model, self.device)
         return key, self._models[key]
 
@@ -292,7 +224,7 @@ class _Models:
         """The `--victim RUN` model and its data config."""
         from padhash.experiments.retrieval import load_victim
 
-        key = f"given-{_digest(str(self.victim_run.resolve()))}"
+        key = f"given-{digest(str(self.victim_run.resolve()))}"
         if key not in self._models:
             model, rcfg = load_victim(self.victim_run)
             model.feature_cache = self.feature_cache
@@ -348,8 +280,7 @@ def gpus_per_trial(device: str) -> float:
 
 def _trial_keys(methods: list[str], label: str, trial: str) -> dict[str, str]:
     """method → results key `<sweep point>|<trial>|<method>` (no sweep point without a sweep)."""
-    prefix = f"{label}|" if label else ""
-    return {m: f"{prefix}{trial}|{m}" for m in methods}
+    return {m: trial_key(label, trial, m) for m in methods}
 
 
 def _seeded_victim(cfg, seed: int, models: _Models, excluded: list[int] = ()) -> tuple[str, Any, Any]:
@@ -369,31 +300,6 @@ def _frozen(model, device):
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def encode_images(model, images: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
-    """±1 int8 codes of an image tensor: `hashing.encode` (which uses a frozen model's feature cache)."""
-    return encode(model, images, batch_size=batch_size, device=device)
-
-
-def retrieval_metrics(query_codes, db_codes, eval_labels, db_labels, topk: int | None, *, drop_empty=False,
-                      curves: bool = True) -> dict[str, Any]:
-    """MAP@K of `query_codes` against `eval_labels` (target labels → t-MAP), precision@k and the PR curve."""
-    from padhash.metrics import mean_average_precision, pr_curve, precision_at_k
-    from padhash.retrieval import hamming_topk
-
-    k = len(db_codes) if topk is None else min(topk, len(db_codes))
-    ks = [c for c in PRECISION_KS if c <= k]
-    _, ranked = hamming_topk(query_codes, db_codes, k)
-    out: dict[str, Any] = {"map_at_k": mean_average_precision(ranked[:, :k], eval_labels, db_labels,
-                                                              drop_empty=drop_empty),
-                           "precision_at_10": precision_at_k(ranked[:, :min(10, k)], eval_labels, db_labels)}
-    if curves:
-        precision, recall = pr_curve(query_codes, db_codes, eval_labels, db_labels)
-        out["pr_curve"] = {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]}
-        out["precision_curve"] = {"k": ks, "precision": [precision_at_k(ranked[:, :c], eval_labels, db_labels)
-                                                         for c in ks]}
-    return out
 
 
 def _sweep_fields(point: dict[str, Any]) -> dict[str, Any]:

@@ -2,23 +2,27 @@
 one trial per (sweep point, seed, method), each a function of its config, run on any executor."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from padhash.attacks.adversarial import hag_attack, targeted_attack, uniform_noise
 from padhash.attacks.adversarial.targets import choose_targets
 from padhash.attacks.anchor import anchor_code
+from padhash import registry
 from padhash.errors import PadhashError
+from padhash.hashing import encode
 from padhash.experiments.adversarial import (AttackTrial, QueryAttackConfig, _apply, _Models, _open_run,
-                                             _seeded_victim, _sweep_fields, _trial_keys, encode_images,
+                                             _seeded_victim, _sweep_fields, _trial_keys,
                                              gpus_per_trial, retrieval_metrics, sweep_points,
                                              worker_models)
-from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials
-from padhash.experiments.records import ResultsFile
+from padhash.executors import ExecutorConfig, TrialSpec, run_trials
+from padhash.records import ResultsFile
+from padhash.reports.grids import query_grid
 from padhash.metrics import image_metrics
 from padhash.runs import owns_run_folder
-from padhash.io import save_tensors
 from padhash.rng import derive_seed
 
 
@@ -27,7 +31,7 @@ def run_query_attack(cfg: QueryAttackConfig, out_dir: str | Path, *, victim_run:
                      progress: bool = True, executor: ExecutorConfig | None = None) -> dict:
     """The DHTA experiment family; writes RUN/results.json, RUN/report.md and figures; resumes finished trials.
     One trial per (sweep point, seed, method), run on `executor` (default: in this process)."""
-    from padhash.experiments.adversarial_report import write_query_report
+    from padhash.reports.adversarial import write_query_report
 
     out = Path(out_dir)
     if victim_run and cfg.open_set_classes:
@@ -76,15 +80,15 @@ def query_trial(t: AttackTrial, key: str) -> dict:
     device = models.device
     topk, drop_empty = cfg.eval.topk, cfg.eval.drop_empty
     base = {"seed": seed, "queries": len(q_idx), "n_t": cfg.n_t, "bits": int(db_codes.shape[1]),
-            "epsilon": cfg.attack.epsilon, "iterations": cfg.attack.iterations, **_sweep_fields(t.point)}
+            "eps": cfg.attack.eps, "steps": cfg.attack.steps, **_sweep_fields(t.point)}
     # The clean victim's MAP on these queries (DHTA's "Original MAP") goes in every record, for Fig. 7 / Table 5.
-    original = retrieval_metrics(encode_images(victim, clean, device), db_codes, true_labels, db_labels, topk,
+    original = retrieval_metrics(encode(victim, clean, device=device), db_codes, true_labels, db_labels, topk,
                                  drop_empty=drop_empty, curves=False)["map_at_k"]
-    if method == "anchor":
+    if registry.get("query", method).role == "ceiling":  # the anchor code itself, in code space
         adv, codes = None, anchors[cfg.n_t]
     else:
         adv = _attack_queries(method, victim, clean, anchors, cfg, derive_seed(seed, "noise"), False)
-        codes = encode_images(victim, adv, device)
+        codes = encode(victim, adv, device=device)
     targeted = retrieval_metrics(codes, db_codes, target_labels, db_labels, topk, drop_empty=drop_empty)
     untargeted = retrieval_metrics(codes, db_codes, true_labels, db_labels, topk, drop_empty=drop_empty)
     hamming = ((codes.shape[1] - (codes.float() * anchors[cfg.n_t].float()).sum(1)) / 2).mean()
@@ -97,44 +101,52 @@ def query_trial(t: AttackTrial, key: str) -> dict:
     if adv is not None:
         record.update(image_metrics(clean, adv))
     if method == "dhta" and cfg.eval.grid_queries > 0:
-        record["grid"] = _save_grid(Path(t.out), key, ds, victim, db_codes, clean, adv, true_labels, target_labels,
+        record["grid"] = query_grid(Path(t.out), key, ds, victim, db_codes, clean, adv, true_labels, target_labels,
                                     cfg.eval.grid_queries, device)
     return record
 
 
+@dataclass
+class QueryContext:
+    """What a query-family method's `run(model, images, ctx)` gets besides the victim and the clean queries; it
+    returns the attacked queries (same shape, pixel range [0, 1])."""
+    anchors: torch.Tensor              # the anchor code of each query's n_t target-label items (N, K), ±1
+    anchors_1: torch.Tensor            # the code of each query's first target-label item (P2P's target)
+    cfg: QueryAttackConfig             # the run's config at this sweep point (cfg.attack: the shared ε / steps)
+    params: Any                        # the method's own hyper-parameters (registry config class), or cfg.attack
+    seed: int                          # the trial's seed for the method's own random draws
+    progress: bool = False
+
+
+def benign(model, images, ctx: QueryContext) -> torch.Tensor:
+    return images
+
+
+def noise_attack(model, images, ctx: QueryContext) -> torch.Tensor:
+    return uniform_noise(images, ctx.cfg.attack.eps, torch.Generator().manual_seed(ctx.seed))
+
+
+def hag_untargeted(model, images, ctx: QueryContext) -> torch.Tensor:
+    return hag_attack(model, images, ctx.cfg.attack, batch_size=ctx.cfg.batch_size, progress=ctx.progress)
+
+
+def p2p_attack(model, images, ctx: QueryContext) -> torch.Tensor:
+    return targeted_attack(model, images, ctx.anchors_1, ctx.cfg.attack, batch_size=ctx.cfg.batch_size,
+                           progress=ctx.progress)
+
+
+def dhta_attack(model, images, ctx: QueryContext) -> torch.Tensor:
+    return targeted_attack(model, images, ctx.anchors, ctx.cfg.attack, batch_size=ctx.cfg.batch_size,
+                           progress=ctx.progress)
+
+
 def _attack_queries(method, victim, clean, anchors, cfg: QueryAttackConfig, noise_seed, progress) -> torch.Tensor:
-    if method == "none":
-        return clean
-    if method == "noise":
-        return uniform_noise(clean, cfg.attack.epsilon, torch.Generator().manual_seed(noise_seed))
-    if method == "hag":
-        return hag_attack(victim, clean, cfg.attack, batch_size=cfg.batch_size, progress=progress)
-    target = anchors[1] if method == "p2p" else anchors[cfg.n_t]
-    return targeted_attack(victim, clean, target, cfg.attack, batch_size=cfg.batch_size, progress=progress)
-
-
-def _save_grid(out: Path, key: str, ds, model, db_codes, clean, adv, true_labels, target_labels, n, device) -> str:
-    """DHTA Fig. 4: per query, the benign query and its top-10 (✓ = its own label), then the adversarial query and
-    its top-10 (✓ = the target label). Saves the PNG and the tensors it was drawn from."""
-    from padhash.experiments.report import save_image_grid
-    from padhash.retrieval import hamming_topk
-
-    n = min(n, len(clean))
-    rows, marks, titles = [], [], []
-    db_labels = ds.database.labels
-    for images, labels, name in ((clean[:n], true_labels[:n], "benign"), (adv[:n], target_labels[:n], "adversarial")):
-        _, top = hamming_topk(encode_images(model, images, device), db_codes, 10)
-        for i in range(n):
-            hits = (db_labels[top[i]] * labels[i]).sum(dim=1) > 0
-            rows.append([images[i], *ds.database.images(top[i])])
-            marks.append([None, *hits.tolist()])
-            titles.append(f"q{i} {name}")
-    order = [j for i in range(n) for j in (i, n + i)]  # benign and adversarial rows of a query side by side
-    rows, marks, titles = [rows[j] for j in order], [marks[j] for j in order], [titles[j] for j in order]
-    name = "grid_" + "".join(c if c.isalnum() else "_" for c in key) + ".png"
-    path = out / "figures" / name
-    save_image_grid(rows, path, row_titles=titles, col_titles=["query", *[f"top-{j + 1}" for j in range(10)]],
-                    marks=marks, title="DHTA: benign vs adversarial query (✓ = query label / target label)")
-    save_tensors(out / "figures" / name.replace(".png", ".safetensors"),
-                 {"benign": clean[:n].contiguous(), "adversarial": adv[:n].contiguous()})
-    return str(path.relative_to(out))
+    """The queries `method` (a registered query-family method) makes of `clean`."""
+    m = registry.get("query", method)
+    params = cfg.attack if m.section == "attack" else registry.method_params(m, cfg.options, "config")
+    ctx = QueryContext(anchors[cfg.n_t], anchors[1], cfg, params, noise_seed, progress)
+    adv = m.resolved_run()(victim, clean, ctx)
+    if not isinstance(adv, torch.Tensor) or adv.shape != clean.shape:
+        raise PadhashError(f"method {method!r}: its run function must return the attacked queries, a tensor of "
+                           f"shape {tuple(clean.shape)}")
+    return adv

@@ -9,10 +9,11 @@ import torch
 from padhash.attacks.adversarial import adversarial_region, mean_pair_distance, transfer_attack, vulnerable_pairs
 from padhash.attacks.anchor import anchor_code
 from padhash.experiments.adversarial import (AttackTrial, TransferConfig, _apply, _Models, _open_run,
-                                             _seeded_victim, _sweep_fields, _trial_keys, encode_images,
+                                             _seeded_victim, _sweep_fields, _trial_keys,
                                              gpus_per_trial, sweep_points, worker_models)
-from padhash.experiments.executors import ExecutorConfig, TrialSpec, run_trials
-from padhash.experiments.records import ResultsFile
+from padhash.executors import ExecutorConfig, TrialSpec, run_trials
+from padhash.records import ResultsFile
+from padhash.hashing import encode
 from padhash.metrics import image_metrics
 from padhash.runs import owns_run_folder
 from padhash.rng import derive_seed
@@ -23,7 +24,7 @@ def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run:
                         progress: bool = True, executor: ExecutorConfig | None = None) -> dict:
     """The black-box transfer experiment; writes RUN/results.json, RUN/report.md; resumes finished trials.
     One trial per (sweep point, seed, pair selection, method), run on `executor` (default: in this process)."""
-    from padhash.experiments.adversarial_report import write_transfer_report
+    from padhash.reports.adversarial import write_transfer_report
 
     out = Path(out_dir)
     results, models = _open_run("transfer", cfg, out, victim_run, progress)
@@ -74,7 +75,7 @@ def transfer_trial(trial: AttackTrial, key: str) -> dict:
     radius = int(round(cfg.eval.region_radius * s_db.shape[1]))
     base = {"seed": seed, "pairs": selection, "queries": len(pairs), "victim_bits": int(v_db.shape[1]),
             "targets_per_pair": cfg.targets_per_pair,
-            "epsilon": cfg.attack.epsilon, "mean_pair_distance": mean_pair_distance(s_q[q_idx], s_db, db_classes,
+            "eps": cfg.attack.eps, "mean_pair_distance": mean_pair_distance(s_q[q_idx], s_db, db_classes,
                                                                                     target_classes),
             **_sweep_fields(point)}
     gen = torch.Generator().manual_seed(derive_seed(seed, "craft", selection, method))
@@ -145,7 +146,7 @@ def _transfer_scores(victim, v_db, surrogate, s_db, adv, s_target, target_labels
     e = cfg.eval
     scores = {}
     for side, model, db in (("victim", victim, v_db), ("surrogate", surrogate, s_db)):
-        codes = encode_images(model, adv, device)
+        codes = encode(model, adv, device=device)
         k = len(db) if e.topk is None else min(e.topk, len(db))
         _, ranked = hamming_topk(codes, db, max(k, e.success_topk))
         rate, _ = asr_at_k(ranked[:, :e.success_topk], db_labels, target_labels, threshold=e.threshold)

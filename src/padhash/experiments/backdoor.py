@@ -1,12 +1,12 @@
-"""The CIBA experiment (002): clean victim → trigger → poisons → backdoored victim → t-MAP / MAP, per target label.
+"""The CIBA experiment: clean victim → trigger → poisons → backdoored victim → t-MAP / MAP, per target label.
 
 Roles. The victim owns the data set and the training recipe (`victim`, a TrainConfig). The attacker holds the
-clean-trained model(s) — the victim's own clean model (white box on the architecture, as in 002 §Threat Model and
-CIBA's code), or, for the transfer study (002 Table 4), clean models of several backbones — and the training set
+clean-trained model(s) — the victim's own clean model (white box on the architecture, as in CIBA §Threat Model and
+CIBA's code), or, for the transfer study (CIBA Table 4), clean models of several backbones — and the training set
 it poisons. The backdoored victim retrains from scratch on the poisoned set with the SAME recipe and seed as the
 clean one, so poisons are the only difference.
 
-Rows (002 Table 1) on the same target labels, poison indices and trigger: `none` (triggered queries on the clean
+Rows (CIBA Table 1) on the same target labels, poison indices and trigger: `none` (triggered queries on the clean
 model: the floor), `tri`, `tri_noise`, `tri_adv`, `ciba`, and `label_flip` (the threat-model-breaking ceiling: the
 poisons' slots filled with triggered images of other classes, so the trigger arrives under the target label).
 Triggered queries are the query-split images that share no label with the target, with the full trigger (β = 1).
@@ -32,8 +32,12 @@ from padhash.attacks.backdoor import (
 )
 from padhash.config import to_dict
 from padhash.errors import PadhashError
+from padhash.hashing import encode
+from padhash.metrics import codes_map, triggered_scores
 from padhash.runs import owns_run_folder
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
+from padhash.experiments.skeleton import DatasetCache, trial_key
+from padhash.reports.grids import backdoor_grid
 from padhash.io import load_tensors, save_tensors
 from padhash.models import FeatureCache
 from padhash.rng import derive_seed
@@ -53,36 +57,20 @@ class Evaluator:
     device: str = "cpu"
 
     def codes(self, model, images_or_split) -> torch.Tensor:
-        from padhash.hashing import encode
-
         return encode(model, images_or_split, device=self.device).cpu()
-
-    def _ranked(self, q_codes, db_codes, k):
-        from padhash.retrieval import hamming_topk
-
-        k = len(db_codes) if k is None else min(k, len(db_codes))
-        return hamming_topk(q_codes, db_codes, k)[1]
 
     def clean_map(self, model, db_codes: torch.Tensor, queries: torch.Tensor | None = None) -> float:
         """MAP@K of the query split (or `queries`: the same images transformed, e.g. JPEG) vs their own labels."""
-        from padhash.metrics import mean_average_precision
-
-        ds = self.dataset
-        ranked = self._ranked(self.codes(model, ds.query if queries is None else queries), db_codes, self.eval.topk)
-        return mean_average_precision(ranked, ds.query.labels, ds.database.labels, drop_empty=self.eval.drop_empty)
+        ds, e = self.dataset, self.eval
+        q_codes = self.codes(model, ds.query if queries is None else queries)
+        return codes_map(q_codes, db_codes, ds.query.labels, ds.database.labels, e.topk, drop_empty=e.drop_empty)
 
     def triggered(self, model, db_codes: torch.Tensor, queries: torch.Tensor, target: torch.Tensor) -> dict:
         """t-MAP@K and ASR of `queries` (already carrying the trigger) towards the multi-hot `target`."""
-        from padhash.metrics import asr_at_k, mean_average_precision
-
-        db_labels = self.dataset.database.labels
-        q_codes = self.codes(model, queries)
-        targets = target.expand(len(queries), -1)
-        t_map = mean_average_precision(self._ranked(q_codes, db_codes, self.eval.topk), targets, db_labels,
-                                       drop_empty=self.eval.drop_empty)
-        asr, _ = asr_at_k(self._ranked(q_codes, db_codes, self.eval.asr_topk), db_labels, target,
-                          threshold=self.eval.asr_threshold)
-        return {"t_map": float(t_map), "asr": float(asr)}
+        e = self.eval
+        return triggered_scores(self.codes(model, queries), db_codes, self.dataset.database.labels, target,
+                                topk=e.topk, asr_topk=e.asr_topk, asr_threshold=e.asr_threshold,
+                                drop_empty=e.drop_empty)
 
 
 def triggered_query_indices(query_labels: torch.Tensor, target: torch.Tensor, max_queries: int | None,
@@ -106,18 +94,13 @@ class BackdoorRun:
         self.victim_dir = Path(victim_dir) if victim_dir else None
         self.progress = progress
         self.results = ResultsFile(self.out, {**to_dict(cfg), "victim_run": str(victim_dir) if victim_dir else None})
-        self._datasets: dict[str, Any] = {}
+        self._data = DatasetCache()
         self._models: dict[str, Any] = {}
         self.feature_cache = FeatureCache(cfg.feature_cache or self.out / "features", progress=progress)
 
     # -- data and models
     def dataset(self, data_cfg):
-        from padhash.data import load_dataset_from
-
-        key = _digest(data_cfg)
-        if key not in self._datasets:
-            self._datasets[key] = load_dataset_from(data_cfg)
-        return self._datasets[key]
+        return self._data.dataset(data_cfg)
 
     def clean_model(self, cfg: BackdoorConfig, backbone: str | None = None):
         """The clean-trained model of the victim's recipe (with `backbone` swapped in for the transfer study)."""
@@ -240,14 +223,14 @@ class BackdoorRun:
                 self._run_transfer(vcfg, axis, value)
             else:
                 self._run_targets(vcfg, axis, value)
-        from padhash.experiments.backdoor_report import write_backdoor_report
+        from padhash.reports.backdoor import write_backdoor_report
 
         write_backdoor_report(self.out)
         return ResultsFile.load(self.out)
 
     def _key(self, axis, value, *parts) -> tuple[str, str]:
-        prefix = f"{axis}={value}|" if axis else ""
-        return prefix + "|".join(map(str, parts)), (f"@{axis}={value}" if axis else "")
+        label = f"{axis}={value}" if axis else ""
+        return trial_key(label, *parts), (f"@{label}" if axis else "")
 
     def _run_targets(self, cfg: BackdoorConfig, axis, value) -> None:
         from padhash.metrics import psnr, ssim
@@ -290,11 +273,11 @@ class BackdoorRun:
                         record.update(psnr=float(psnr(poisons, originals).mean()),
                                       ssim=float(ssim(poisons, originals).mean()))
                         if not axis:
-                            self._save_grid(key, ds, originals, poisons, queries, model, db, target)
+                            backdoor_grid(self.out, key, ds, originals, poisons, queries[:2], ev.codes(model, queries[:2]), db, target)
                 self.results.add(record)
 
     def _run_transfer(self, cfg: BackdoorConfig, axis, value) -> None:
-        """002 Table 4: trigger and confusing perturbations from several clean backbones; victims of each backbone."""
+        """CIBA Table 4: trigger and confusing perturbations from several clean backbones; victims of each backbone."""
         ds = self.dataset(cfg.data)
         backbones = cfg.transfer.backbones
         ev = Evaluator(ds, cfg.eval, cfg.device)
@@ -330,26 +313,6 @@ class BackdoorRun:
                         record.update(map_poisoned=ev.clean_map(model, db),
                                       **ev.triggered(model, db, queries, target_vec), poison_count=len(idx))
                     self.results.add(record)
-
-    def _save_grid(self, key, ds, originals, poisons, queries, model, db_codes, target) -> None:
-        """Clean / poisoned training images; a triggered query and its top-10 (✓ = carries the target label)."""
-        from padhash.experiments.report import save_image_grid
-        from padhash.retrieval import hamming_topk
-
-        n = min(6, len(originals))
-        q_codes = Evaluator(ds, self.cfg.eval, self.cfg.device).codes(model, queries[:2])
-        _, top = hamming_topk(q_codes, db_codes, 10)
-        rows = [list(originals[:n]), list(poisons[:n])]
-        marks = [[None] * n, [None] * n]
-        titles = ["clean", "poisoned"]
-        for q in range(len(q_codes)):
-            hits = ds.database.images(top[q].tolist())
-            rows.append([queries[q], *hits])
-            marks.append([None, *[bool(ds.database.labels[i, target] > 0) for i in top[q].tolist()]])
-            titles.append(f"query {q} + trigger")
-        name = key.replace("|", "_").replace("=", "")
-        save_image_grid(rows, self.out / "figures" / f"{name}.png", row_titles=titles, marks=marks,
-                        title=f"{key}: top-10 of triggered queries (✓ target label {target})")
 
 
 @owns_run_folder()

@@ -1,36 +1,25 @@
 """The CIBA experiment's configs: data, victim, trigger, perturbations, evaluation, sweeps; validated on load."""
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from padhash.attacks.backdoor import BACKDOOR_METHODS, PerturbConfig, PLACEMENTS, TriggerConfig
-from padhash.config import OMIT_AT_DEFAULT, from_dict, load_yaml, to_dict
+from padhash.attacks.backdoor import PerturbConfig, PLACEMENTS, TriggerConfig
+from padhash import registry
+from padhash.config import OMIT_AT_DEFAULT
 from padhash.errors import PadhashError
+from padhash.experiments import skeleton
+from padhash.experiments.skeleton import build_config, check_sweep, data_config, train_config
 from padhash.validate import check_device, check_recipe
 
-METHODS = ("none", *BACKDOOR_METHODS, "label_flip")
+METHODS = registry.names("backdoor")   # from the registry (padhash.experiments.methods)
 TRANSFER_SETTINGS = ("ensemble", "holdout")
-
-
-def _data_config():
-    from padhash.data import DataConfig
-
-    return DataConfig()
-
-
-def _train_config():
-    from padhash.hashing import TrainConfig
-
-    return TrainConfig()
 
 
 @dataclass
 class BackdoorEvalConfig:
-    topk: int | None = 100         # t-MAP@K and MAP@K (002: K = 1,000 of a ≈10k database); None = all
+    topk: int | None = 100         # t-MAP@K and MAP@K (CIBA: K = 1,000 of a ≈10k database); None = all
     drop_empty: bool = False       # True = DHTA/CIBA convention (queries with no relevant item in the top K dropped)
     asr_topk: int = 40             # PADHASH ASR@K
     asr_threshold: float = 0.3
@@ -39,18 +28,18 @@ class BackdoorEvalConfig:
 
 @dataclass
 class TransferConfig:
-    backbones: list[str] = field(default_factory=list)   # 002 Table 4 columns; empty = no transfer study
+    backbones: list[str] = field(default_factory=list)   # CIBA Table 4 columns; empty = no transfer study
     settings: list[str] = field(default_factory=lambda: list(TRANSFER_SETTINGS))
 
 
 @dataclass
 class BackdoorConfig:
-    data: Any = field(default_factory=_data_config)       # padhash.data.DataConfig
-    victim: Any = field(default_factory=_train_config)    # padhash.hashing.TrainConfig (the victim's recipe)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    data: Any = field(default_factory=data_config)       # padhash.data.DataConfig
+    victim: Any = field(default_factory=train_config)    # padhash.hashing.TrainConfig (the victim's recipe)
+    methods: list[str] = field(default_factory=lambda: registry.ladder("backdoor", "ciba"))
     targets: list[int] = field(default_factory=list)      # target classes; empty = `num_targets` drawn with seed
-    num_targets: int = 3                                   # 002: five target labels, averaged
-    poison_count: int = 30                                 # 002: 60 of ≈10,000 training images
+    num_targets: int = 3                                   # CIBA: five target labels, averaged
+    poison_count: int = 30                                 # CIBA: 60 of ≈10,000 training images
     blend: float = 1.0                                     # β for the poisons (Appendix C); queries always use 1
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
@@ -65,29 +54,17 @@ class BackdoorConfig:
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> BackdoorConfig:
     """Build and check a BackdoorConfig; `data` and `victim` use the foundation's DataConfig / TrainConfig."""
-    from padhash.data import DataConfig
-    from padhash.hashing import TrainConfig
-
-    data = dict(data)
-    nested = {"data": DataConfig, "victim": TrainConfig}
-    built = {k: from_dict(cls, data.pop(k) or {}, f"{where}.{k}") for k, cls in nested.items() if k in data}
-    cfg = from_dict(BackdoorConfig, data, where)
-    for k, v in built.items():
-        setattr(cfg, k, v)
+    cfg = build_config(BackdoorConfig, data, where)
     _validate(cfg, where)
     return cfg
 
 
 def load_backdoor_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BackdoorConfig:
-    data = load_yaml(path)
-    data.update(overrides or {})
-    return config_from_dict(data, Path(path).name)
+    return skeleton.load_config_file(path, config_from_dict, overrides)
 
 
 def _validate(cfg: BackdoorConfig, where: str) -> None:
-    bad = [m for m in cfg.methods if m not in METHODS]
-    if bad or not cfg.methods:
-        raise PadhashError(f"{where}.methods: {bad or '[]'} not in {', '.join(METHODS)}")
+    registry.check_methods("backdoor", cfg.methods, where)
     if cfg.poison_count < 1 or cfg.num_targets < 1:
         raise PadhashError(f"{where}: poison_count and num_targets must be ≥ 1")
     if cfg.trigger_placement not in PLACEMENTS:
@@ -106,32 +83,16 @@ def _validate(cfg: BackdoorConfig, where: str) -> None:
         raise PadhashError(f"{where}.transfer.settings: {bad} not in {', '.join(TRANSFER_SETTINGS)}")
     if cfg.transfer.backbones and len(cfg.transfer.backbones) < 2 and "holdout" in cfg.transfer.settings:
         raise PadhashError(f"{where}.transfer.backbones: hold-out needs at least two backbones")
-    if len(cfg.sweep) > 1:
-        raise PadhashError(f"{where}.sweep: one axis at a time, got {', '.join(cfg.sweep)}")
-    for axis, values in cfg.sweep.items():
-        if not values:
-            raise PadhashError(f"{where}.sweep.{axis}: give at least one value")
-        for value in values:  # every point checked before any training starts
-            with_value(cfg, axis, value, where)
+    check_sweep(cfg, where, max_axes=1, point=with_value)  # every point built and checked (with_value) before anything trains
 
 
 def with_value(cfg: BackdoorConfig, axis: str, value: Any, where: str = "config") -> BackdoorConfig:
-    """A copy of cfg with the dotted key `axis` (e.g. perturb.lam, victim.bits, poison_count) set to `value`."""
-    data = to_dict(cfg)
-    data.pop("sweep")
-    node = data
-    *parents, leaf = axis.split(".")
-    for name in parents:
-        if not isinstance(node.get(name), dict):
-            raise PadhashError(f"{where}.sweep: unknown key {axis!r}")
-        node = node[name]
-    if leaf not in node:
-        raise PadhashError(f"{where}.sweep: unknown key {axis!r}")
-    node[leaf] = value
-    out = config_from_dict(data, f"{where}.sweep[{axis}={value}]")
+    """cfg at one sweep point (the dotted key `axis`, e.g. perturb.lam, victim.bits, poison_count, set to `value`):
+    the skeleton's copy, without the sweep itself, validated as a whole."""
+    out = skeleton.with_value(cfg, axis, value, where)
+    out.sweep = {}
+    _validate(out, f"{where}.sweep[{axis}={value}]")
     return out
 
 
-def _digest(*parts: Any) -> str:
-    text = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+_digest = skeleton.digest

@@ -1,4 +1,4 @@
-"""Defenses against a poisoned training set, measured the way 002 measures them (Table 3, Fig. 5):
+"""Defenses against a poisoned training set, measured the way the CIBA paper measures them (Table 3, Fig. 5):
 
 - `spectral`:   spectral signatures on the backdoored model's features; remove ⌈1.5 × budget⌉ per class; retrain.
 - `dp`:         retrain on the poisoned set with per-sample (micro-batch) clipping + Gaussian noise, per noise scale.
@@ -37,7 +37,7 @@ from padhash.experiments.backdoor import (
     config_from_dict as backdoor_config_from_dict,
     triggered_query_indices,
 )
-from padhash.experiments.records import ResultsFile
+from padhash.records import ResultsFile
 from padhash.rng import derive_seed
 
 DEFENSES = ("spectral", "dp", "prune", "preprocess")
@@ -68,7 +68,7 @@ class DefenseConfig:
     padhash: dict[str, Any] = field(default_factory=dict)    # a PoisoningConfig (configs/padhash-*.yaml) for padhash
     spectral: SpectralDefense = field(default_factory=SpectralDefense)
     dp: DPConfig = field(default_factory=DPConfig)
-    noise_scales: list[float] = field(default_factory=lambda: [0.0, 0.001, 0.01, 0.03])  # DP σ values (002 Fig. 5a)
+    noise_scales: list[float] = field(default_factory=lambda: [0.0, 0.001, 0.01, 0.03])  # DP σ values (CIBA Fig. 5a)
     prune: PruneDefense = field(default_factory=PruneDefense)
     preprocess: PreprocessDefense = field(default_factory=PreprocessDefense)
 
@@ -310,8 +310,8 @@ def run_defense(cfg: DefenseConfig, out_dir: str | Path, defenses: list[str], *,
 
 # ---------------------------------------------------------------------------------------------------- the report
 def report_tables(results: dict) -> list[str]:
-    """002 Table 3 (spectral counts) and the Fig. 5 rows (DP σ, pruned channels, query preprocessing), per set."""
-    from padhash.experiments.report import markdown_table
+    """CIBA Table 3 (spectral counts) and the Fig. 5 rows (DP σ, pruned channels, query preprocessing), per set."""
+    from padhash.reports.common import markdown_table
 
     trials = results["trials"]
     sections = []
@@ -323,7 +323,7 @@ def report_tables(results: dict) -> list[str]:
             ["defense", "setting", "t-MAP", "ASR", "MAP clean model", "MAP defended", "MAP cost"], table))
         spectral = [t for t in rows if t["defense"] == "spectral"]
         if spectral:
-            sections.append(f"### {name}: spectral signatures (002 Table 3)\n\n" + markdown_table(
+            sections.append(f"### {name}: spectral signatures (CIBA Table 3)\n\n" + markdown_table(
                 ["# clean (train)", "# poisoned", "# removed", "# clean removed", "# poisoned removed",
                  "# poisoned remained"],
                 [[t["clean_kept"] + t["clean_removed"], t["poisons"], t["removed"], t["clean_removed"],
@@ -332,7 +332,7 @@ def report_tables(results: dict) -> list[str]:
 
 
 def write_defense_report(run_dir: str | Path) -> None:
-    from padhash.experiments.report import save_curves, write_report
+    from padhash.reports.common import save_curves, write_report
 
     run_dir = Path(run_dir)
     results = ResultsFile.load(run_dir)

@@ -35,16 +35,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from padhash.attacks.poisoning import craft_poisons, gradient_norm, matched_parameters, parameter_gradient
+from padhash.attacks.poisoning import craft_poisons
+from padhash.attacks.poisoning.bases import largest_gradient_bases
 from padhash.attacks.poisoning.pairs import target_vector
 from padhash.config import to_dict
 from padhash.errors import PadhashError
 from padhash.experiments.poisoning_config import (  # noqa: F401  (re-exported: the experiment's public names)
     CRAFTED, DEMO_CONFIG, METHODS, PUBLIC_INIT, PoisoningConfig, config_from_dict, digest, load_poisoning_config,
-    override_path, surrogate_members,
+    surrogate_members,
 )
-from padhash.experiments.poisoning_eval import evaluate, poison_codes, poison_quality, save_images
-from padhash.experiments.records import ResultsFile
+from padhash.experiments.skeleton import DatasetCache, apply_point, sweep_points, trial_key
+from padhash.experiments.poisoning_eval import evaluate, poison_codes, poison_quality
+from padhash.reports.grids import poison_grids
+from padhash.records import ResultsFile
 from padhash.io import atomic_write_json, load_tensors, save_tensors
 from padhash.rng import derive_seed
 from padhash.runs import owns_run_folder
@@ -56,25 +59,19 @@ class PoisoningRun:
     """One run directory: shared models (clean victims, surrogates) are cached by the config pieces they depend on."""
 
     def __init__(self, cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True):
-        from padhash.data import load_dataset_from
-
         self.cfg = cfg
         self.out = Path(out_dir)
         self.progress = progress
         self.results = ResultsFile(self.out, to_dict(cfg))
         self.device = available_device(cfg.device, "device")
-        self._datasets: dict[str, Any] = {}
-        self._load_dataset = load_dataset_from
+        self._data = DatasetCache()
         self._codes_cache: dict[str, dict] = {}
         from padhash.models import FeatureCache
         self.features = FeatureCache(cfg.feature_cache or self.out / "features", progress=progress)
 
     # -- data and models
     def dataset(self, data_cfg):
-        key = digest(data_cfg)
-        if key not in self._datasets:
-            self._datasets[key] = self._load_dataset(data_cfg)
-        return self._datasets[key]
+        return self._data.dataset(data_cfg)
 
     def _init_path(self, init: str) -> Path:
         """The weight file of an init: a path, or PUBLIC_INIT + the name of this run's public model."""
@@ -204,9 +201,9 @@ class PoisoningRun:
     # -- the experiment
     def run(self) -> dict:
         cfg = self.cfg
-        axis, values = next(iter(cfg.sweep.items()), (None, [None]))
-        for value in values:
-            vcfg = override_path(cfg, axis, value) if axis else cfg
+        for point, _ in sweep_points(cfg):  # one axis at most (validated)
+            (axis, value), = point.items() if point else [(None, None)]
+            vcfg = apply_point(cfg, point)
             for seed in cfg.seeds:
                 self._run_seed(vcfg, seed, axis, value)
         return ResultsFile.load(self.out)
@@ -218,8 +215,7 @@ class PoisoningRun:
                             cfg.attack.triggers, np.random.default_rng(derive_seed(seed, "pairs")))
 
     def _trial_key(self, axis, value, seed, pair_no, method) -> str:
-        prefix = f"{axis}={value}|" if axis else ""
-        return f"{prefix}seed={seed}|pair={pair_no}|{method}"
+        return trial_key(f"{axis}={value}" if axis else "", f"seed={seed}", f"pair={pair_no}", method)
 
     def _run_seed(self, cfg: PoisoningConfig, seed: int, axis: str | None, value: Any) -> None:
         from padhash.metrics import map_at_k
@@ -305,7 +301,7 @@ class PoisoningRun:
                     record.update(poison_codes(cfg.device, ds.database, surrogate[0][0], s_db, poisons,
                                                      record["source_classes"], target, "surrogate"))
                 self.results.add(record)
-                save_images(self.out, cfg.device, key, bases, poisons, triggers, (ds.database, database), victim, pvictim, db_codes,
+                poison_grids(self.out, cfg.device, key, bases, poisons, triggers, (ds.database, database), victim, pvictim, db_codes,
                                   p_db, target)
 
     # -- pieces of a trial
@@ -355,13 +351,8 @@ class PoisoningRun:
         if cfg.attack.base_selection == "random":
             chosen = rng.choice(len(pool), n, replace=False)
         else:  # Witches' Brew's gradient-norm selection, on the first surrogate
-            model, loss = surrogate[0][0], surrogate[1][0]
-            params = matched_parameters(model, cfg.attack.params)
-            norms = []
-            for i in pool.tolist():
-                x = ds.train.images([i]).to(self.device)
-                norms.append(float(gradient_norm(parameter_gradient(model, loss, x, ds.train.labels[[i]].to(self.device), params))))
-            chosen = np.argsort(-np.asarray(norms), kind="stable")[:n]
+            chosen = largest_gradient_bases(surrogate[0][0], surrogate[1][0], ds.train, pool.tolist(), n,
+                                            cfg.attack.params, self.device)
         return sorted(int(pool[int(i)]) for i in chosen)
 
     def _poisons(self, cfg, seed, key, method, bases, base_idx, triggers, target, surrogate):
@@ -392,7 +383,7 @@ class PoisoningRun:
 @owns_run_folder()
 def run_poisoning(cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Run (or resume) the experiment in out_dir; writes results.json, report.md and figures/."""
-    from padhash.experiments.poisoning_report import write_poisoning_report
+    from padhash.reports.poisoning import write_poisoning_report
 
     out_dir = Path(out_dir)
     results = PoisoningRun(cfg, out_dir, progress=progress).run()

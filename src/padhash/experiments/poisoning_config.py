@@ -5,21 +5,21 @@ The runner (padhash.experiments.poisoning) only reads a validated PoisoningConfi
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from padhash import registry
 from padhash.attacks.poisoning import CraftConfig
-from padhash.config import OMIT_AT_DEFAULT, convert_field, from_dict, load_yaml, to_dict
+from padhash.config import OMIT_AT_DEFAULT, from_dict
 from padhash.errors import PadhashError
+from padhash.experiments.skeleton import (  # noqa: F401  (digest re-exported)
+    build_config, data_config, digest, load_config_file, train_config, with_value,
+)
 from padhash.validate import check_device, check_range, check_recipe
 
-METHODS = ("none", "witches_brew", "padhash", "label_flip")
-CRAFTED = ("witches_brew", "padhash")
+METHODS = registry.names("poisoning")   # from the registry (padhash.experiments.methods)
+CRAFTED = tuple(m.name for m in registry.methods("poisoning") if m.role == "attack")  # poisons by gradient matching
 BASES_FROM = ("train", "stolen")
 BASE_SELECTIONS = ("random", "gradient_norm")
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -28,18 +28,6 @@ POISONS_IN_DATABASE = ("auto", True, False)
 # depend on y_t at all (measured: identical G_v for targets 3 and 7); crafting against them is refused.
 PAIRWISE = ("hashnet", "dch", "dpsh")
 PUBLIC_INIT = "public:"  # an init naming this run's public model: RUN/models/<name>/weights.safetensors
-
-
-def _data_config():
-    from padhash.data import DataConfig
-
-    return DataConfig()
-
-
-def _train_config():
-    from padhash.hashing import TrainConfig
-
-    return TrainConfig()
 
 
 @dataclass
@@ -76,7 +64,7 @@ class AttackConfig(CraftConfig):
     triggers: int = 1                  # trigger images per pair (same source class; their gradients are averaged)
     target_classes: int = 1            # classes in y_t (>1: a multi-hot target)
     # "stolen" (Alg. 1 line 4): target-class images of the attacker's stolen share; "train": of the victim's whole
-    # training split (an attacker holding more than it stole; the default before issue 15)
+    # training split (an attacker holding more than it stole)
     bases_from: str = "stolen"
     base_selection: str = "random"     # "random" (Witches' Brew) | "gradient_norm" (largest surrogate gradient)
 
@@ -96,13 +84,13 @@ class EvalConfig:
 
 @dataclass
 class PoisoningConfig:
-    data: Any = field(default_factory=_data_config)          # padhash.data.DataConfig
-    victim: Any = field(default_factory=_train_config)       # padhash.hashing.TrainConfig (victim's recipe)
+    data: Any = field(default_factory=data_config)          # padhash.data.DataConfig
+    victim: Any = field(default_factory=train_config)       # padhash.hashing.TrainConfig (victim's recipe)
     victim_init: str | None = None     # a HashModel .safetensors the victim fine-tunes from (None = from scratch)
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: registry.ladder("poisoning", "padhash"))
     pairs: int = 5                     # (trigger, target) pairs per seed
     seeds: list[int] = field(default_factory=lambda: [0])
     sweep: dict[str, list] = field(default_factory=dict)     # one axis, e.g. {"attack.alpha": [0.0, 0.1, 0.2]}
@@ -119,16 +107,11 @@ class PoisoningConfig:
 def config_from_dict(data: dict[str, Any], where: str = "config") -> PoisoningConfig:
     """Build and check a PoisoningConfig (nested data / victim / surrogate.data use the foundation's dataclasses)."""
     from padhash.data import DataConfig
-    from padhash.hashing import TrainConfig
 
     data = dict(data)
-    nested = {"data": DataConfig, "victim": TrainConfig}
-    built = {k: from_dict(cls, data.pop(k) or {}, f"{where}.{k}") for k, cls in nested.items() if k in data}
     surrogate = dict(data.pop("surrogate", None) or {})
     sur_data = surrogate.pop("data", None)
-    cfg = from_dict(PoisoningConfig, {**data, "surrogate": surrogate}, where)
-    for k, v in built.items():
-        setattr(cfg, k, v)
+    cfg = build_config(PoisoningConfig, {**data, "surrogate": surrogate}, where)
     if sur_data is not None:
         cfg.surrogate.data = from_dict(DataConfig, sur_data, f"{where}.surrogate.data")
     _validate(cfg, where)
@@ -136,15 +119,11 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> PoisoningCo
 
 
 def load_poisoning_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PoisoningConfig:
-    data = load_yaml(path)
-    data.update(overrides or {})
-    return config_from_dict(data, Path(path).name)
+    return load_config_file(path, config_from_dict, overrides)
 
 
 def _validate(cfg: PoisoningConfig, where: str) -> None:
-    bad = [m for m in cfg.methods if m not in METHODS]
-    if bad or not cfg.methods:
-        raise PadhashError(f"{where}.methods: {bad or '[]'} not in {', '.join(METHODS)}")
+    registry.check_methods("poisoning", cfg.methods, where)
     if cfg.pairs < 1 or not cfg.seeds:
         raise PadhashError(f"{where}: pairs must be ≥ 1 and seeds non-empty")
     check_recipe(cfg.victim, f"{where}.victim")
@@ -186,7 +165,7 @@ def _validate(cfg: PoisoningConfig, where: str) -> None:
         if not values:
             raise PadhashError(f"{where}.sweep.{path}: give at least one value")
         for value in values:  # every point checked before any training starts
-            point = override_path(cfg, path, value, where)
+            point = with_value(cfg, path, value, where)
             point.sweep = {}
             _validate(point, f"{where} (sweep {path}={value!r})")
 
@@ -249,27 +228,6 @@ def _validate_levers(cfg: PoisoningConfig, where: str) -> None:
     if any(b != v.backbone for b in s.backbones or []) or (s.bits or v.bits) != v.bits or s.weights:
         raise PadhashError(f"{where}.public: the surrogate fine-tunes the public model, so it needs the victim's "
                            "backbone and bits and no surrogate.weights")
-
-
-def override_path(cfg: PoisoningConfig, path: str, value: Any, where: str = "config") -> PoisoningConfig:
-    """A deep copy of cfg with the dotted `path` (e.g. attack.alpha, victim.bits) set to value."""
-    out = copy.deepcopy(cfg)
-    *parents, leaf = path.split(".")
-    obj = out
-    for name in parents:
-        if not hasattr(obj, name):
-            raise PadhashError(f"{where}.sweep: unknown key {path!r}")
-        obj = getattr(obj, name)
-    if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
-        raise PadhashError(f"{where}.sweep: unknown key {path!r}")
-    setattr(obj, leaf, convert_field(obj, leaf, value, f"{where}.sweep.{path}"))
-    return out
-
-
-def digest(*parts: Any) -> str:
-    text = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
 
 
 # `padhash demo`: the ladder on the embedded digits in the pretrained frozen regime (public ImageNet

@@ -5,7 +5,6 @@ ASR follows PADHASH: a trigger succeeds when MORE than `eval.threshold` of its t
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -64,28 +63,3 @@ def poison_quality(bases, poisons) -> dict:
 
     return {"psnr": float(psnr(poisons.cpu(), bases.cpu()).mean()), "ssim": float(ssim(poisons.cpu(), bases.cpu()).mean()),
             "linf": float((poisons - bases).abs().max())}
-
-def save_images(out: Path, device: str, key, bases, poisons, triggers, databases, victim, pvictim, db_codes, p_db, target) -> None:
-    """Clean vs poisoned grid and the trigger's top-K before/after (databases: the clean and the searched one),
-    for the first pair of each method."""
-    from padhash.experiments.report import save_image_grid
-    from padhash.hashing import encode
-    from padhash.retrieval import hamming_topk
-
-    if "|pair=0|" not in key:
-        return
-    method = key.rsplit("|", 1)[1]
-    tag = key.replace("|", "_").replace("=", "-")
-    n = min(8, len(bases))
-    diff = ((poisons[:n] - bases[:n]).abs() * 4).clamp(0, 1)
-    save_image_grid([list(bases[:n].cpu()), list(poisons[:n].cpu()), list(diff.cpu())],
-                    out / "figures" / f"poisons_{tag}.png", row_titles=["clean", method, "|δ|×4"])
-    rows, marks = [], []
-    for model, codes, database in ((victim, db_codes, databases[0]), (pvictim, p_db, databases[1])):
-        _, idx = hamming_topk(encode(model, triggers[:1], device=device).cpu(), codes, 10)
-        rows.append([triggers[0].cpu()] + list(database.images(idx[0].tolist())))
-        hits = (database.labels[idx[0]][:, target > 0] > 0).any(1).tolist()
-        marks.append([None] + hits)
-    save_image_grid(rows, out / "figures" / f"topk_{tag}.png", row_titles=["clean victim", f"{method} victim"],
-                    marks=marks, title="trigger and its top-10 (✓ = target label)")
-

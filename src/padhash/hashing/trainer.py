@@ -376,7 +376,11 @@ def _load_checkpoint(path: Path, fingerprint: str, model: nn.Module, loss: HashL
     if metadata.get("fingerprint") != fingerprint:
         raise PadhashError(f"{path}: checkpoint of a different training config; delete it or train into another "
                            f"folder")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError:  # written by an older version of the architecture
+        raise PadhashError(f"{path}: this checkpoint does not fit the current model; delete its folder to "
+                           "retrain") from None
     loss.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():

@@ -13,6 +13,8 @@ Rankings come from :class:`padhash.retrieval.HammingIndex`: ascending distance, 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -194,7 +196,7 @@ def carries_target(labels, target, match: str = "any") -> torch.Tensor:
 def asr_at_k(ranked_idx, db_labels, target_labels, *, threshold: float = 0.3,
              match: str = "any") -> tuple[float, torch.Tensor]:
     """Attack success rate (PADHASH): a query succeeds when MORE than ``threshold`` of its top k carry the target
-    label (the paper's "more than 30 %"; strict since issue 15, before it was ≥).
+    label (the paper's "more than 30 %", strictly).
 
     ``target_labels`` is (Q, C) or one (C,) vector; whether an item carries a multi-hot target is ``match``
     (``ASR_MATCHES``: any / all / exact; ``any`` = shares >= 1 of its positives). Returns (ASR, per-query fractions
@@ -222,3 +224,47 @@ def asr_at_k(ranked_idx, db_labels, target_labels, *, threshold: float = 0.3,
     success = hits.double() > threshold * k + 1e-9
     asr = float(success.double().mean()) if success.numel() else 0.0
     return asr, hits.double() / k
+
+
+PRECISION_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)  # the precision@k curve's k
+
+
+def retrieval_metrics(query_codes, db_codes, eval_labels, db_labels, topk: int | None, *, drop_empty=False,
+                      curves: bool = True) -> dict[str, Any]:
+    """MAP@K of `query_codes` against `eval_labels` (target labels → t-MAP), precision@k and the PR curve."""
+    from padhash.retrieval import hamming_topk
+
+    k = len(db_codes) if topk is None else min(topk, len(db_codes))
+    ks = [c for c in PRECISION_KS if c <= k]
+    _, ranked = hamming_topk(query_codes, db_codes, k)
+    out: dict[str, Any] = {"map_at_k": mean_average_precision(ranked[:, :k], eval_labels, db_labels,
+                                                              drop_empty=drop_empty),
+                           "precision_at_10": precision_at_k(ranked[:, :min(10, k)], eval_labels, db_labels)}
+    if curves:
+        precision, recall = pr_curve(query_codes, db_codes, eval_labels, db_labels)
+        out["pr_curve"] = {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]}
+        out["precision_curve"] = {"k": ks, "precision": [precision_at_k(ranked[:, :c], eval_labels, db_labels)
+                                                         for c in ks]}
+    return out
+
+
+def _ranked(query_codes, db_codes, k: int | None) -> torch.Tensor:
+    from padhash.retrieval import hamming_topk
+
+    k = len(db_codes) if k is None else min(k, len(db_codes))
+    return hamming_topk(query_codes, db_codes, k)[1]
+
+
+def codes_map(query_codes, db_codes, query_labels, db_labels, topk: int | None, *, drop_empty=False) -> float:
+    """MAP@K (None = all) of ±1 query codes against database codes, relevance by shared label."""
+    return mean_average_precision(_ranked(query_codes, db_codes, topk), query_labels, db_labels, drop_empty=drop_empty)
+
+
+def triggered_scores(query_codes, db_codes, db_labels, target, *, topk: int | None, asr_topk: int,
+                     asr_threshold: float, drop_empty=False) -> dict[str, float]:
+    """t-MAP@K and ASR@asr_topk of codes of queries carrying a trigger, towards the multi-hot `target` (CIBA)."""
+    targets = target.expand(len(query_codes), -1)
+    t_map = mean_average_precision(_ranked(query_codes, db_codes, topk), targets, db_labels, drop_empty=drop_empty)
+    asr, _ = asr_at_k(_ranked(query_codes, db_codes, asr_topk), db_labels, target, threshold=asr_threshold)
+    return {"t_map": float(t_map), "asr": float(asr)}
+

@@ -30,17 +30,17 @@ OPTIMIZERS = ("normalized", "sign", "sgd")
 
 @dataclass
 class TargetedAttackConfig:
-    epsilon: float = 8 / 255           # L∞ budget in [0,1] pixel space (DHTA official ≈ 1.8/255, see module doc)
-    iterations: int = 2000             # DHTA: 2000 (image hashing)
+    eps: float = 8 / 255           # L∞ budget in [0,1] pixel space (DHTA official ≈ 1.8/255, see module doc)
+    steps: int = 2000             # DHTA: 2000 (image hashing)
     step_fraction: float = 0.08        # per-pixel RMS step as a fraction of ε (official: 0.00258 / 0.032)
     optimizer: str = "normalized"      # "normalized" (official: g/‖g‖₂), "sign" (PGD), "sgd" (raw gradient, lr 1)
     alpha: float | None = None         # a fixed α instead of the schedule (DHTA video setting: 0.1)
 
     def validate(self, where: str = "attack") -> None:
-        if not 0 < self.epsilon <= 1:
-            raise PadhashError(f"{where}.epsilon: must be in (0, 1] (pixel space), got {self.epsilon}")
-        if self.iterations < 1:
-            raise PadhashError(f"{where}.iterations: must be ≥ 1, got {self.iterations}")
+        if not 0 < self.eps <= 1:
+            raise PadhashError(f"{where}.eps: must be in (0, 1] (pixel space), got {self.eps}")
+        if self.steps < 1:
+            raise PadhashError(f"{where}.steps: must be ≥ 1, got {self.steps}")
         if self.step_fraction <= 0:
             raise PadhashError(f"{where}.step_fraction: must be > 0, got {self.step_fraction}")
         if self.optimizer not in OPTIMIZERS:
@@ -64,9 +64,9 @@ def code_similarity_loss(u: torch.Tensor, target_codes: torch.Tensor, alpha: flo
     return -(torch.tanh(alpha * u) * target_codes.to(u)).sum(dim=1) / u.shape[1]
 
 
-def project(adv: torch.Tensor, clean: torch.Tensor, epsilon: float) -> torch.Tensor:
+def project(adv: torch.Tensor, clean: torch.Tensor, eps: float) -> torch.Tensor:
     """Clip adv into the L∞ ball of radius ε around clean and into the valid image range [0, 1]."""
-    return torch.min(torch.max(adv, clean - epsilon), clean + epsilon).clamp(0, 1)
+    return torch.min(torch.max(adv, clean - eps), clean + eps).clamp(0, 1)
 
 
 def targeted_attack(
@@ -100,10 +100,10 @@ def targeted_attack(
 
 def _attack_batch(model, clean, target, cfg: TargetedAttackConfig, progress: bool) -> torch.Tensor:
     n_pixels = clean[0].numel()
-    step = cfg.step_fraction * cfg.epsilon
+    step = cfg.step_fraction * cfg.eps
     adv = clean.clone()
-    for i in tqdm(range(cfg.iterations), desc="attack", leave=False, disable=not progress):
-        alpha = cfg.alpha if cfg.alpha is not None else alpha_schedule(i, cfg.iterations)
+    for i in tqdm(range(cfg.steps), desc="attack", leave=False, disable=not progress):
+        alpha = cfg.alpha if cfg.alpha is not None else alpha_schedule(i, cfg.steps)
         adv.requires_grad_(True)
         loss = code_similarity_loss(model(adv), target, alpha).sum()
         (grad,) = torch.autograd.grad(loss, adv)
@@ -116,7 +116,7 @@ def _attack_batch(model, clean, target, cfg: TargetedAttackConfig, progress: boo
                 update = step * grad.sign()
             else:
                 update = grad  # ProS-GAN's dhta.py: raw gradient, lr 1
-            adv = project(adv - update, clean, cfg.epsilon)
+            adv = project(adv - update, clean, cfg.eps)
     return adv.detach()
 
 
@@ -129,9 +129,9 @@ def hag_attack(model: nn.Module, images: torch.Tensor, cfg: TargetedAttackConfig
     return targeted_attack(model, images, -clean_codes, cfg, **kwargs)
 
 
-def uniform_noise(images: torch.Tensor, epsilon: float, generator: torch.Generator) -> torch.Tensor:
+def uniform_noise(images: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
     """The noise floor: x + U(−ε, ε) per pixel, clamped to [0, 1] (DHTA's 'Noise' row)."""
-    noise = (torch.rand(images.shape, generator=generator) * 2 - 1) * epsilon
+    noise = (torch.rand(images.shape, generator=generator) * 2 - 1) * eps
     return (images + noise.to(images)).clamp(0, 1)
 
 

@@ -31,9 +31,9 @@ NOISE_DISTRIBUTIONS = ("uniform", "gaussian")
 
 @dataclass
 class TransferAttackConfig:
-    epsilon: float = 16 / 255          # L∞ budget in pixel space (reference: 32 iterations of 1/255 → 32/255)
+    eps: float = 16 / 255          # L∞ budget in pixel space (reference: 32 iterations of 1/255 → 32/255)
     step_size: float = 1 / 255         # reference: 1/255 per iteration
-    iterations: int = 32               # reference: l_inf_max = 32
+    steps: int = 32               # reference: l_inf_max = 32
     noise_weight: float = 1.0          # λ (reference var_lambda 1.0); 0 = PGD
     noise_level: float = 32 / 255      # reference noise_level 32/255
     noise: str = "uniform"             # "uniform" U(−level, level) | "gaussian" N(0, (level/3)²) clipped to ±level
@@ -44,8 +44,8 @@ class TransferAttackConfig:
     momentum: float = field(default=0.0, metadata=OMIT_AT_DEFAULT)
 
     def validate(self, where: str = "transfer") -> None:
-        if not 0 < self.epsilon <= 1 or self.step_size <= 0 or self.iterations < 1:
-            raise PadhashError(f"{where}: need 0 < epsilon ≤ 1, step_size > 0, iterations ≥ 1")
+        if not 0 < self.eps <= 1 or self.step_size <= 0 or self.steps < 1:
+            raise PadhashError(f"{where}: need 0 < eps ≤ 1, step_size > 0, steps ≥ 1")
         if self.noise not in NOISE_DISTRIBUTIONS:
             raise PadhashError(f"{where}.noise: {self.noise!r} is not one of {', '.join(NOISE_DISTRIBUTIONS)}")
         if self.noise_weight < 0 or self.noise_level < 0 or self.noise_samples < 1:
@@ -108,7 +108,7 @@ def transfer_attack(
 def _craft_batch(models, clean, target, cfg: TransferAttackConfig, generator, progress) -> torch.Tensor:
     adv = clean.clone()
     velocity = torch.zeros_like(clean)
-    for _ in tqdm(range(cfg.iterations), desc="transfer attack", leave=False, disable=not progress):
+    for _ in tqdm(range(cfg.steps), desc="transfer attack", leave=False, disable=not progress):
         adv.requires_grad_(True)
         loss = 0.0
         for model in models:
@@ -123,7 +123,7 @@ def _craft_batch(models, clean, target, cfg: TransferAttackConfig, generator, pr
             l1 = grad.abs().flatten(1).sum(1).clamp(min=1e-12).view(-1, 1, 1, 1)
             velocity = grad = cfg.momentum * velocity + grad / l1
         with torch.no_grad():
-            adv = project(adv - cfg.step_size * grad.sign(), clean, cfg.epsilon)
+            adv = project(adv - cfg.step_size * grad.sign(), clean, cfg.eps)
     return adv.detach()
 
 

@@ -1,4 +1,4 @@
-"""Perturbations added to the target-class poisons before the trigger (002 Eq. 2, 7–8, Algorithm 2).
+"""Perturbations added to the target-class poisons before the trigger (CIBA Eq. 2, 7–8, Algorithm 2).
 
 - `noise`   (Tri+Noise): uniform U(−ε, ε) per pixel.
 - `adv`     (Tri+Adv):   untargeted PGD maximising d_H(F'(x+η), F(x)) (Eq. 2) = confusing with λ = 0.
@@ -81,7 +81,7 @@ def perturb(
     `lam` overrides cfg.lam (kind "adv" forces λ = 0). Several models (transfer) average the objective.
     """
     if kind not in PERTURBATIONS:
-        raise ValueError(f"unknown perturbation {kind!r}; one of {', '.join(PERTURBATIONS)}")
+        raise PadhashError(f"unknown perturbation {kind!r}; one of {', '.join(PERTURBATIONS)}")
     if kind == "none" or cfg.eps == 0:
         return images.clone()
     if kind == "noise":

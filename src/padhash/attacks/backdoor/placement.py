@@ -1,4 +1,4 @@
-"""Where the trigger meets the victim's training augmentation (002; REFERENCES.md §4.3).
+"""Where the trigger meets the victim's training augmentation (CIBA; REFERENCES.md §4.3).
 
 CIBA's code pastes the trigger on the poison AFTER the train-time crop / flip, so every training presentation of
 a poison carries the whole trigger in the bottom-right corner; pasting it before augmentation (the stored image

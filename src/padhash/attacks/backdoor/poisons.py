@@ -13,8 +13,9 @@ from torch import nn
 
 from padhash.attacks.backdoor.perturb import PerturbConfig, perturb
 from padhash.attacks.backdoor.trigger import apply_trigger
+from padhash.errors import PadhashError
 
-# method → perturbation added before the trigger (002 Table 1 rows)
+# method → perturbation added before the trigger (CIBA Table 1 rows)
 BACKDOOR_METHODS = {"tri": "none", "tri_noise": "noise", "tri_adv": "adv", "ciba": "confusing"}
 
 
@@ -34,7 +35,7 @@ def craft_backdoor_poisons(
     `images`: the second is the poison as stored, the first what a victim pasting the trigger after its
     augmentation stores (padhash.attacks.backdoor.placement)."""
     if method not in BACKDOOR_METHODS:
-        raise ValueError(f"unknown backdoor method {method!r}; one of {', '.join(BACKDOOR_METHODS)}")
+        raise PadhashError(f"unknown backdoor method {method!r}; one of {', '.join(BACKDOOR_METHODS)}")
     perturbed = perturb(BACKDOOR_METHODS[method], models, images, cfg, generator=generator, device=device,
                         progress=progress)
     return perturbed, apply_trigger(perturbed, patch, blend).clamp(0.0, 1.0)

@@ -1,4 +1,4 @@
-"""CIBA's trigger: a universal adversarial patch at the bottom-right corner (002 Eq. 5–6, Algorithm 1).
+"""CIBA's trigger: a universal adversarial patch at the bottom-right corner (CIBA Eq. 5–6, Algorithm 1).
 
 The patch is optimised on clean-trained model(s) so that any image carrying it hashes close to the target anchor
 code. The loss is DHTA's smooth Hamming surrogate -tanh(α·u)·h_a / K with α raised on a schedule; each step takes
@@ -39,23 +39,23 @@ class TriggerConfig:
 def trigger_mask(image_size: int, size: int) -> torch.Tensor:
     """The mask m of Eq. 5: ones on the bottom-right size×size corner, shape (1, 1, H, W)."""
     if not 1 <= size <= image_size:
-        raise ValueError(f"trigger size {size} does not fit a {image_size}-pixel image")
+        raise PadhashError(f"trigger size {size} does not fit a {image_size}-pixel image")
     mask = torch.zeros(1, 1, image_size, image_size)
     mask[..., image_size - size:, image_size - size:] = 1.0
     return mask
 
 
 def apply_trigger(images: torch.Tensor, patch: torch.Tensor, blend: float = 1.0) -> torch.Tensor:
-    """x ⊙ (1 − m) + β·p ⊙ m + (1 − β)·x ⊙ m (002 Eq. 5 and Appendix C); β = 1 replaces the corner.
+    """x ⊙ (1 − m) + β·p ⊙ m + (1 − β)·x ⊙ m (CIBA Eq. 5 and Appendix C); β = 1 replaces the corner.
 
     `patch` is (3, r, r) in [0, 1]; it goes to the bottom-right corner. Differentiable in both arguments.
     """
     if not 0.0 <= blend <= 1.0:
-        raise ValueError(f"blend ratio must be in [0, 1], got {blend}")
+        raise PadhashError(f"blend ratio must be in [0, 1], got {blend}")
     r = patch.shape[-1]
     h, w = images.shape[-2:]
     if patch.shape[-2] != r or h != w or r > h:
-        raise ValueError(f"patch of shape {tuple(patch.shape)} does not fit images of {h}×{w}")
+        raise PadhashError(f"patch of shape {tuple(patch.shape)} does not fit images of {h}×{w}")
     mask = trigger_mask(h, r).to(images)
     pattern = F.pad(patch.to(images), (w - r, 0, h - r, 0))  # the patch placed at the corner, zeros elsewhere
     return images * (1 - mask) + blend * pattern * mask + (1 - blend) * images * mask

@@ -1,19 +1,19 @@
-"""The CIBA report: 002-shaped tables and figures from a backdoor run's results.json alone."""
+"""The CIBA report: CIBA-shaped tables and figures from a backdoor run's results.json alone."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from padhash.experiments.records import ResultsFile
+from padhash import registry
+from padhash.records import ResultsFile
 
 
-ROW_NAMES = {"none": "None", "tri": "Tri", "tri_noise": "Tri+Noise", "tri_adv": "Tri+Adv", "ciba": "CIBA",
-             "label_flip": "Label flip (dirty-label ceiling)"}
+ROW_NAMES = registry.labels("backdoor")   # report rows, from the registry
 
 
 def report_tables(results: dict) -> list[str]:
-    """Markdown tables shaped like 002 Table 1 (methods × t-MAP/MAP), Fig. 6–7 (methods × sweep values) and
+    """Markdown tables shaped like CIBA Table 1 (methods × t-MAP/MAP), Fig. 6–7 (methods × sweep values) and
     Table 4 (settings × victim backbones), each cell mean ± std over the target labels — from results.json alone."""
-    from padhash.experiments.report import markdown_table, mean_std
+    from padhash.reports.common import markdown_table, mean_std
 
     cfg, agg, trials = results["config"], results["aggregates"], results["trials"]
     k = cfg["eval"]["topk"] or "all"
@@ -28,7 +28,7 @@ def report_tables(results: dict) -> list[str]:
                 method = "none" if setting == "none" else "ciba"
                 for metric, label in (("t_map", "t-MAP"), ("map_poisoned" if setting != "none" else "map", "MAP")):
                     rows.append([setting, label, *[mean_std(agg, f"{method}@{setting}:{c}{suffix}", metric) for c in cols]])
-            sections.append(f"### Transfer (002 Table 4){suffix}: t-MAP@{k} / MAP@{k}\n\n"
+            sections.append(f"### Transfer (CIBA Table 4){suffix}: t-MAP@{k} / MAP@{k}\n\n"
                             + markdown_table(["setting", "metric", *cols], rows))
         return sections
     methods = [m for m in cfg["methods"]]
@@ -42,19 +42,19 @@ def report_tables(results: dict) -> list[str]:
     rows = [[ROW_NAMES[m], mean_std(agg, m, "t_map"), mean_std(agg, m, "asr"), mean_std(agg, m, "map"),
              mean_std(agg, m, "map_poisoned"), mean_std(agg, m, "psnr", 1)] for m in methods]
     targets = sorted({t["target_class"] for t in trials})
-    sections.append(f"### t-MAP@{k} and MAP@{k} (002 Table 1), mean ± std over target labels {targets}\n\n"
+    sections.append(f"### t-MAP@{k} and MAP@{k} (CIBA Table 1), mean ± std over target labels {targets}\n\n"
                     + markdown_table(["method", "t-MAP", f"ASR@{cfg['eval']['asr_topk']}", "MAP (clean model)",
                                       "MAP (backdoored)", "PSNR of poisons (dB)"], rows))
     per_target = [[ROW_NAMES[m], *[next((f"{t['t_map']:.3f}" for t in trials if t["method"] == m
                                          and t["target_class"] == c), "–") for c in targets]] for m in methods]
-    sections.append("### t-MAP per target label (002 Table 6)\n\n"
+    sections.append("### t-MAP per target label (CIBA Table 6)\n\n"
                     + markdown_table(["method", *[f"target {c}" for c in targets]], per_target))
     return sections
 
 
 def write_backdoor_report(run_dir: str | Path) -> None:
     """report.md (tables, the figures made) and figures/curves-*.png of a sweep, from results.json alone."""
-    from padhash.experiments.report import save_curves, write_report
+    from padhash.reports.common import save_curves, write_report
 
     run_dir = Path(run_dir)
     results = ResultsFile.load(run_dir)

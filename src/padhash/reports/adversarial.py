@@ -11,14 +11,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from padhash.experiments.records import ResultsFile
-from padhash.experiments.report import markdown_table, save_curves, write_report
+from padhash import registry
+from padhash.records import ResultsFile
+from padhash.reports.common import markdown_table, save_curves, write_report
 
-QUERY_ROWS = {"none": "Original", "noise": "Noise", "p2p": "P2P", "dhta": "DHTA", "hag": "HAG",
-              "anchor": "Anchor code (ε = ∞ ceiling)"}
-TRANSFER_ROWS = {"none": "Original", "pgd": "PGD", "di": "DI", "transfer": "Noise-robust (ours, 004)",
-                 "white_box": "White-box on victim (ceiling)", "di_mi": "DI + momentum (DI-Mom)",
-                 "transfer_mi": "Noise-robust + momentum"}
+def _label(family: str, method: str) -> str:
+    return registry.label(family, method)
 
 
 def _pct(aggregates: dict, group: str, metric: str) -> str:
@@ -77,7 +75,7 @@ def _join(row: str, col: str) -> str:
 def query_tables(data: dict) -> list[str]:
     agg = data["aggregates"]
     cfg = data["config"]
-    methods = [m for m in QUERY_ROWS if m in cfg["methods"]]
+    methods = registry.ordered("query", cfg["methods"])
     axes, values, _ = _points(data)
     rows, cols, _ = _grid_layout(axes, values)
     col_titles = [c.split("=", 1)[1] if c else "value" for c in cols]
@@ -88,7 +86,7 @@ def query_tables(data: dict) -> list[str]:
         body = []
         for m in methods:
             for r in rows:
-                name = QUERY_ROWS[m] + (f" ({r})" if r else "")
+                name = _label("query", m) + (f" ({r})" if r else "")
                 body.append([name, {"t_map": "t-MAP", "map": "MAP"}[metric],
                              *[_pct(agg, _group(m, _join(r, c)), metric) for c in cols]])
         if metric == "t_map" and {"dhta", "anchor"} <= set(methods):  # how much of the ε = ∞ ceiling DHTA reaches
@@ -131,14 +129,14 @@ def write_query_report(run_dir: str | Path) -> None:
     for label in labels:
         suffix = "_" + "".join(ch if ch.isalnum() else "_" for ch in label) if label else ""
         pr, prec = {}, {}
-        for m in QUERY_ROWS:
+        for m in registry.ordered("query", cfg["methods"]):
             trials = [t for t in data["trials"] if t["method"] == _group(m, label)]
             if not trials:
                 continue
             # Fig. 3: the benign query against its own label, the attacks against the target label.
             which = "true" if m == "none" else "target"
-            pr[QUERY_ROWS[m].split(" (")[0]] = _mean_curve(trials, f"pr_{which}", "recall", "precision")
-            prec[QUERY_ROWS[m].split(" (")[0]] = _mean_curve(trials, f"precision_curve_{which}", "k", "precision")
+            pr[_label("query", m).split(" (")[0]] = _mean_curve(trials, f"pr_{which}", "recall", "precision")
+            prec[_label("query", m).split(" (")[0]] = _mean_curve(trials, f"precision_curve_{which}", "k", "precision")
         if pr:
             save_curves(pr, figures / f"pr{suffix}.png", xlabel="recall", ylabel="precision",
                         title=f"PR (Hamming radius) {label}")
@@ -152,7 +150,7 @@ def write_query_report(run_dir: str | Path) -> None:
               f"Data `{cfg['data']['name']}`, victim `{cfg['victim']['method']}` / `{cfg['victim']['backbone']}` / "
               f"{cfg['victim']['bits']} bits{' (given run ' + str(cfg['victim_run']) + ')' if cfg.get('victim_run') else ''}; "
               f"{cfg['queries']} queries per seed, seeds {cfg['seeds']}, n_t = {cfg['n_t']}; "
-              f"ε = {attack['epsilon'] * 255:.2f}/255 (pixel space), {attack['iterations']} iterations, optimizer "
+              f"ε = {attack['eps'] * 255:.2f}/255 (pixel space), {attack['steps']} iterations, optimizer "
               f"`{attack['optimizer']}`, step {attack['step_fraction']}·ε; t-MAP/MAP @ K = {cfg['eval']['topk']} "
               f"(clipped to the database), {'queries with no relevant item dropped (DHTA convention)' if cfg['eval']['drop_empty'] else 'queries with no relevant item count as 0 (DeepHash convention)'}."
               + (f" Open set: the victim never saw classes {cfg['open_set_classes']}; targets come only from them."
@@ -202,7 +200,7 @@ def transfer_tables(data: dict) -> list[str]:
     agg = data["aggregates"]
     cfg = data["config"]
     _, _, labels = _points(data)
-    methods = [m for m in TRANSFER_ROWS if m in cfg["methods"]]
+    methods = registry.ordered("transfer", cfg["methods"])
     sections = []
     for label in labels:
         for selection in cfg["pair_selection"]:
@@ -213,7 +211,7 @@ def transfer_tables(data: dict) -> list[str]:
                 g = f"{m}@{suffix}"
                 rate = agg.get(g, {}).get("transfer_rate")
                 ratio = "–" if not rate or not pgd or pgd["mean"] == 0 else f"{rate['mean'] / pgd['mean']:.2f}×"
-                body.append([TRANSFER_ROWS[m], _pct(agg, g, "transfer_rate"), _pct(agg, g, "t_map"), ratio,
+                body.append([_label("transfer", m), _pct(agg, g, "transfer_rate"), _pct(agg, g, "t_map"), ratio,
                              _pct(agg, g, "surrogate_success"), _num(agg, g, "region", 255, 1),
                              _num(agg, g, "perceptibility", 1e3, 2), _num(agg, g, "mean_pair_distance", 1, 2)])
             sections.append(f"### {selection} pairs{' — ' + label if label else ''}\n\n" + markdown_table(
@@ -232,7 +230,7 @@ def write_transfer_report(run_dir: str | Path) -> None:
               f"Data `{cfg['data']['name']}`; black-box victim `{cfg['victim']['method']}/{cfg['victim']['backbone']}/"
               f"{cfg['victim']['bits']}b`; white-box surrogate(s) {surrogates}. {cfg['pairs']} (query, target class) "
               f"pairs per selection and seed, seeds {cfg['seeds']}; target code = anchor of n_t = {cfg['n_t']} "
-              f"surrogate database codes. ε = {a['epsilon'] * 255:.1f}/255, {a['iterations']} steps of "
+              f"surrogate database codes. ε = {a['eps'] * 255:.1f}/255, {a['steps']} steps of "
               f"{a['step_size'] * 255:.1f}/255; noise-robust term λ = {a['noise_weight']} with {a['noise']} noise of "
               f"level {a['noise_level'] * 255:.1f}/255 ({a['noise_samples']} draw(s)/step); DI probability "
               f"{cfg['diversity_prob']}. Success = ≥ {e['threshold']:.0%} of the victim's top-{e['success_topk']} carry "

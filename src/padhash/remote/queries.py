@@ -30,8 +30,8 @@ import torch
 
 from padhash.config import to_dict
 from padhash.errors import PadhashError
-from padhash.experiments.records import RESULTS_FILE, ResultsFile
-from padhash.experiments.remote import RemoteSettings, ServiceAttacker
+from padhash.records import RESULTS_FILE, ResultsFile
+from padhash.remote.poisoning import RemoteSettings, ServiceAttacker
 from padhash.rng import derive_seed
 from padhash.service.images import quantize
 
@@ -96,7 +96,7 @@ class RemoteQueryAttack(ServiceAttacker):
         for method in cfg.methods:
             adv = _attack_queries(method, model, clean, anchors, cfg, derive_seed(self.seed, "noise"), self.progress)
             yield (f"seed={self.seed}|{method}", method, clean, adv, self.ds.query.labels[q_idx], targets,
-                   {"n_t": cfg.n_t, "epsilon": cfg.attack.epsilon, "iterations": cfg.attack.iterations,
+                   {"n_t": cfg.n_t, "eps": cfg.attack.eps, "steps": cfg.attack.steps,
                     "surrogate_t_map": self.surrogate_scores(model, adv, s_db, stolen.labels, targets)[0]})
 
     def transfer_trials(self, stolen):
@@ -118,7 +118,7 @@ class RemoteQueryAttack(ServiceAttacker):
                 adv = craft_transfer(method, cfg, models, clean, s_targets, gen, self.progress)
                 yield (f"seed={self.seed}|pairs={selection}|{method}", f"{method}@pairs={selection}", clean, adv,
                        self.ds.query.labels[q_idx], targets,
-                       {"pairs": selection, "targets_per_pair": cfg.targets_per_pair, "epsilon": cfg.attack.epsilon,
+                       {"pairs": selection, "targets_per_pair": cfg.targets_per_pair, "eps": cfg.attack.eps,
                         "surrogate_success": self.surrogate_scores(models[0], adv, db_codes[0], stolen.labels,
                                                                    targets)[1]})
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from padhash.experiments.records import ResultsFile, aggregate
-from padhash.experiments.report import markdown_table, mean_std, save_curves, write_report
+from padhash import registry
+from padhash.records import ResultsFile, aggregate
+from padhash.reports.common import markdown_table, mean_std, save_curves, write_report
 
-LADDER = ("none", "witches_brew", "padhash", "label_flip")
-LABELS = {"none": "None", "witches_brew": "Witches' Brew", "padhash": "PADHASH", "label_flip": "label flip (dirty)"}
+LADDER = registry.names("poisoning")     # the report's row order, from the registry
+LABELS = registry.labels("poisoning")
 DIAGNOSTICS = (
     ("grad_cosine_before", "cos(G_p,G_v) before"), ("grad_cosine", "after"),
     ("grad_norm_ratio_before", "‖G_p‖/‖G_v‖ before"), ("grad_norm_ratio", "after"),
@@ -56,6 +57,13 @@ def _threshold_row(trials: list[dict], method: str) -> list[str]:
     return [f"{sum(t['asr_at_threshold'][th] for t in ts) / len(ts):.2f}" for th in _thresholds(trials)]
 
 
+def _budget_text(cfg: dict, trials: list[dict], value) -> str:
+    """ε and α of this group: a sweep over either shows its own value, not the base config's."""
+    eps = value if value is not None and trials[0].get("sweep_axis") == "attack.eps" else cfg["attack"]["eps"]
+    alpha = next((t["alpha"] for t in trials if t["method"] == "padhash"), cfg["attack"]["alpha"])
+    return f"ε = {eps if isinstance(eps, str) else f'{float(eps) * 255:.0f}/255'}, α = {alpha}"
+
+
 def tables(results: dict) -> list[str]:
     cfg = results["config"]
     sections = []
@@ -69,7 +77,7 @@ def tables(results: dict) -> list[str]:
         sections.append(f"## Attack success rate{head}\n\nASR@{cfg['eval']['topk']} with threshold "
                         f"{cfg['eval']['threshold']} (success: MORE than that share of the top-K carries the target) "
                         f"over {n_pairs} (trigger, target) pairs; mean ± std over trials. "
-                        f"{poisons} poisons, ε = {cfg['attack']['eps'] * 255:.0f}/255, α = {cfg['attack']['alpha']}. "
+                        f"{poisons} poisons, {_budget_text(cfg, trials, value)}. "
                         f"{_searched(trials)} 'ASR clean db': the poisoned victim searching the unpoisoned database "
                         "(did the trigger's own code move?).\n")
         sections.append(markdown_table(

@@ -27,7 +27,7 @@ import torch
 
 from padhash.config import from_dict, to_dict
 from padhash.errors import PadhashError
-from padhash.experiments.records import RESULTS_FILE, ResultsFile
+from padhash.records import RESULTS_FILE, ResultsFile
 from padhash.rng import derive_seed
 
 
