@@ -70,7 +70,8 @@ def _attack(args) -> int:
 
 def _defend(args) -> int:
     from padhash.config import load_yaml
-    from padhash.experiments.defenses import defense_config_from_dict, report_tables, run_defense
+    from padhash.experiments.defenses import defense_config_from_dict, run_defense
+    from padhash.reports.defenses import report_tables
 
     data = load_yaml(args.config) if args.config else {}
     attack = dict(data.get("attack") or {})

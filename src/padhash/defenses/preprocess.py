@@ -5,12 +5,14 @@ Used both as a defense and as a robustness test of attacks (PADHASH Table XIII: 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image
 
 from padhash.errors import PadhashError
+from padhash.validate import check_range
 
 
 def jpeg(images: torch.Tensor, quality: int = 85) -> torch.Tensor:
@@ -32,3 +34,15 @@ def gaussian_noise(images: torch.Tensor, std: float = 8 / 255, generator: torch.
     """Add N(0, std²) per pixel and clamp to [0,1]; `generator` makes it reproducible."""
     noise = torch.randn(images.shape, generator=generator, dtype=images.dtype, device="cpu").to(images.device)
     return (images + std * noise).clamp(0, 1)
+
+
+@dataclass
+class PreprocessDefense:
+    jpeg_quality: list[int] = field(default_factory=lambda: [90, 75, 50])
+    noise_std: list[float] = field(default_factory=lambda: [4 / 255, 8 / 255, 16 / 255])
+
+    def validate(self, where: str = "preprocess") -> None:
+        for i, q in enumerate(self.jpeg_quality):
+            check_range(f"{where}.jpeg_quality[{i}]", q, 1, 100)
+        for i, std in enumerate(self.noise_std):
+            check_range(f"{where}.noise_std[{i}]", std, 0)

@@ -8,6 +8,7 @@ point where the backdoor dies while retrieval survives.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -65,3 +66,12 @@ def pruning_curve(
             raise PadhashError(f"cannot prune {n} of {width} feature channels")
         rows.append({"pruned": int(n), "fraction": n / width, **evaluate(prune_channels(model, order[:n]))})
     return rows
+
+
+@dataclass
+class PruneDefense:
+    fractions: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95])
+
+    def validate(self, where: str = "prune") -> None:
+        if any(not 0 <= f < 1 for f in self.fractions):
+            raise PadhashError(f"{where}.fractions: each must be in [0, 1)")

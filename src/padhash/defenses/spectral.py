@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from padhash.errors import PadhashError
+from padhash.validate import check_range
+
 
 def spectral_scores(features: torch.Tensor) -> torch.Tensor:
     """(N,) outlier scores: squared projection of the centred features on their top singular direction."""
@@ -63,3 +66,15 @@ def spectral_filter(
         poisons_kept=int((~remove & is_poison).sum()),
         clean_kept=int((~remove & ~is_poison).sum()),
     )
+
+
+@dataclass
+class SpectralDefense:
+    removal_factor: float = 1.5        # Tran et al.: remove 1.5 × the poison budget per class
+    budget: int | None = None          # None = the true number of poisons (the defender's assumed ε·n)
+
+    def validate(self, where: str = "spectral") -> None:
+        if self.removal_factor <= 0:
+            raise PadhashError(f"{where}.removal_factor: must be > 0")
+        if self.budget is not None:
+            check_range(f"{where}.budget", self.budget, 1)

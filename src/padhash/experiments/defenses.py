@@ -24,13 +24,14 @@ import torch
 from padhash.attacks.backdoor import apply_trigger
 from padhash.config import from_dict, load_yaml, to_dict
 from padhash.defenses.dp import DPConfig, dp_train_hash_model
-from padhash.defenses.preprocess import gaussian_noise, jpeg
-from padhash.defenses.prune import pruning_curve
-from padhash.defenses.spectral import spectral_filter
+from padhash.defenses.preprocess import PreprocessDefense, gaussian_noise, jpeg
+from padhash.defenses.prune import PruneDefense, pruning_curve
+from padhash.defenses.spectral import SpectralDefense, spectral_filter
 from padhash.errors import PadhashError
+from padhash.models.features import backbone_features
 from padhash.runs import owns_run_folder
-from padhash.validate import check_range
 from padhash.experiments.backdoor import (
+    BackdoorEvalConfig,
     BackdoorRun,
     Evaluator,
     _digest,
@@ -42,23 +43,6 @@ from padhash.rng import derive_seed
 
 DEFENSES = ("spectral", "dp", "prune", "preprocess")
 SOURCES = ("ciba", "padhash")
-
-
-@dataclass
-class SpectralDefense:
-    removal_factor: float = 1.5        # Tran et al.: remove 1.5 × the poison budget per class
-    budget: int | None = None          # None = the true number of poisons (the defender's assumed ε·n)
-
-
-@dataclass
-class PruneDefense:
-    fractions: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95])
-
-
-@dataclass
-class PreprocessDefense:
-    jpeg_quality: list[int] = field(default_factory=lambda: [90, 75, 50])
-    noise_std: list[float] = field(default_factory=lambda: [4 / 255, 8 / 255, 16 / 255])
 
 
 @dataclass
@@ -77,19 +61,10 @@ def defense_config_from_dict(data: dict[str, Any], where: str = "config") -> Def
     cfg = from_dict(DefenseConfig, data, where)
     if cfg.source not in SOURCES:
         raise PadhashError(f"{where}.source: {cfg.source!r} is not one of {', '.join(SOURCES)}")
-    if cfg.spectral.removal_factor <= 0:
-        raise PadhashError(f"{where}.spectral.removal_factor: must be > 0")
-    if cfg.spectral.budget is not None:
-        check_range(f"{where}.spectral.budget", cfg.spectral.budget, 1)
-    for i, q in enumerate(cfg.preprocess.jpeg_quality):
-        check_range(f"{where}.preprocess.jpeg_quality[{i}]", q, 1, 100)
-    for i, std in enumerate(cfg.preprocess.noise_std):
-        check_range(f"{where}.preprocess.noise_std[{i}]", std, 0)
-    cfg.dp.validate(f"{where}.dp")
+    for name in ("spectral", "dp", "prune", "preprocess"):
+        getattr(cfg, name).validate(f"{where}.{name}")
     if any(s < 0 for s in cfg.noise_scales) or not cfg.noise_scales:
         raise PadhashError(f"{where}.noise_scales: give non-negative noise scales")
-    if any(not 0 <= f < 1 for f in cfg.prune.fractions):
-        raise PadhashError(f"{where}.prune.fractions: each must be in [0, 1)")
     if cfg.source == "ciba":  # the poisons' config too, before anything trains
         backdoor_config_from_dict({**cfg.attack, "methods": ["ciba"]}, f"{where}.attack")
     else:
@@ -175,7 +150,8 @@ class DefenseRun:
         seed = pcfg.seeds[0]
         pcfg = run.with_public(pcfg, seed)  # a `public` model becomes the victim's init, as in the PADHASH runner
         victim = run.clean_victim(pcfg, seed)
-        ev = Evaluator(ds, _padhash_eval(pcfg), pcfg.device)
+        ev = Evaluator(ds, BackdoorEvalConfig(topk=pcfg.eval.map_topk, asr_topk=pcfg.eval.topk,
+                                              asr_threshold=pcfg.eval.threshold, max_queries=None), pcfg.device)
         clean_map = ev.clean_map(victim, ev.codes(victim, ds.database))
         sets = []
         for record in ResultsFile.load(self.out / "attack")["trials"]:
@@ -222,6 +198,8 @@ class DefenseRun:
             self._add(ps, "undefended", "-", ps.evaluate(ps.backdoored))
             for name in defenses:
                 getattr(self, f"_{name}")(ps)
+        from padhash.reports.defenses import write_defense_report
+
         write_defense_report(self.out)
         return ResultsFile.load(self.out)
 
@@ -241,7 +219,7 @@ class DefenseRun:
         setting = f"{self.cfg.spectral.removal_factor}x{budget}"
         if self._done(ps, "spectral", setting):
             return
-        feats = _features(ps.backdoored, ps.train.images())
+        feats = backbone_features(ps.backdoored, ps.train.images())
         res = spectral_filter(feats, ps.train.labels, budget, ps.poison_idx,
                               removal_factor=self.cfg.spectral.removal_factor)
         model = train_hash_model(ps.train.subset(res.kept), ps.num_classes, ps.train_recipe,
@@ -262,7 +240,7 @@ class DefenseRun:
             self._add(ps, "dp", setting, ps.evaluate(model), clip=self.cfg.dp.clip, noise=sigma)
 
     def _prune(self, ps: PoisonedSet) -> None:
-        width = _features(ps.backdoored, ps.defender_clean[:2]).shape[1]
+        width = backbone_features(ps.backdoored, ps.defender_clean[:2]).shape[1]
         counts = sorted({int(round(f * width)) for f in self.cfg.prune.fractions})
         todo = [n for n in counts if not self._done(ps, "prune", n)]
         if not todo:
@@ -286,67 +264,7 @@ class DefenseRun:
                     ps.backdoored, gaussian_noise(ps.triggered, std, gen), gaussian_noise(ps.clean_queries, std, gen)))
 
 
-def _padhash_eval(pcfg):
-    from padhash.experiments.backdoor import BackdoorEvalConfig
-
-    return BackdoorEvalConfig(topk=pcfg.eval.map_topk, asr_topk=pcfg.eval.topk, asr_threshold=pcfg.eval.threshold,
-                              max_queries=None)
-
-
-@torch.no_grad()
-def _features(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    model.eval()
-    if getattr(model, "backbone_frozen", False) and model.feature_cache is not None:
-        return model.feature_cache.features(model, images)  # a frozen backbone's features, computed once
-    device = next(model.parameters()).device
-    return torch.cat([model.features(b.to(device)).flatten(1).cpu() for b in images.split(batch_size)])
-
-
 @owns_run_folder()
 def run_defense(cfg: DefenseConfig, out_dir: str | Path, defenses: list[str], *,
                 victim_dir: str | Path | None = None, progress: bool = True) -> dict:
     return DefenseRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run(defenses)
-
-
-# ---------------------------------------------------------------------------------------------------- the report
-def report_tables(results: dict) -> list[str]:
-    """CIBA Table 3 (spectral counts) and the Fig. 5 rows (DP σ, pruned channels, query preprocessing), per set."""
-    from padhash.reports.common import markdown_table
-
-    trials = results["trials"]
-    sections = []
-    for name in sorted({t["poisoned_set"] for t in trials}):
-        rows = [t for t in trials if t["poisoned_set"] == name]
-        table = [[t["defense"], t["setting"], f"{t['t_map']:.3f}", f"{t['asr']:.3f}", f"{t['map']:.3f}",
-                  f"{t['map_poisoned']:.3f}", f"{t['map_poisoned'] - t['map']:+.3f}"] for t in rows]
-        sections.append(f"### {name}: attack and clean MAP under each defense\n\n" + markdown_table(
-            ["defense", "setting", "t-MAP", "ASR", "MAP clean model", "MAP defended", "MAP cost"], table))
-        spectral = [t for t in rows if t["defense"] == "spectral"]
-        if spectral:
-            sections.append(f"### {name}: spectral signatures (CIBA Table 3)\n\n" + markdown_table(
-                ["# clean (train)", "# poisoned", "# removed", "# clean removed", "# poisoned removed",
-                 "# poisoned remained"],
-                [[t["clean_kept"] + t["clean_removed"], t["poisons"], t["removed"], t["clean_removed"],
-                  t["poisons_removed"], t["poisons_kept"]] for t in spectral]))
-    return sections
-
-
-def write_defense_report(run_dir: str | Path) -> None:
-    from padhash.reports.common import save_curves, write_report
-
-    run_dir = Path(run_dir)
-    results = ResultsFile.load(run_dir)
-    sections = [f"# Defenses against {results['config']['source']} poisons\n", *report_tables(results)]
-    trials = results["trials"]
-    for defense, x_key, xlabel in (("prune", "pruned", "feature channels pruned"), ("dp", "noise", "DP noise scale σ")):
-        for name in sorted({t["poisoned_set"] for t in trials if t["defense"] == defense}):
-            rows = sorted((t for t in trials if t["poisoned_set"] == name and t["defense"] == defense),
-                          key=lambda t: t[x_key])
-            xs = [t[x_key] for t in rows]
-            path = f"figures/{defense}-{name}.png"
-            save_curves({"MAP (clean queries)": (xs, [t["map_poisoned"] for t in rows]),
-                         "t-MAP (triggered)": (xs, [t["t_map"] for t in rows]),
-                         "ASR": (xs, [t["asr"] for t in rows])}, run_dir / path, xlabel=xlabel, ylabel="score",
-                        title=f"{defense} against {name}")
-            sections.append(f"![{defense} {name}]({path})\n")
-    write_report(run_dir / "report.md", sections)

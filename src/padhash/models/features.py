@@ -99,3 +99,13 @@ class FeatureCache:
         name = hashlib.sha256(b"".join(keys)).hexdigest()[:16]
         keys_tensor = torch.frombuffer(bytearray(b"".join(keys)), dtype=torch.uint8).view(len(keys), 16)
         save_tensors(self.root / key / f"{name}.safetensors", {"keys": keys_tensor, "features": features.contiguous()})
+
+
+@torch.no_grad()
+def backbone_features(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The backbone features of `images` (a frozen backbone's from its cache, computed once), in eval mode."""
+    model.eval()
+    if getattr(model, "backbone_frozen", False) and model.feature_cache is not None:
+        return model.feature_cache.features(model, images)  # a frozen backbone's features, computed once
+    device = next(model.parameters()).device
+    return torch.cat([model.features(b.to(device)).flatten(1).cpu() for b in images.split(batch_size)])
