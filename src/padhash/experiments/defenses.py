@@ -61,7 +61,7 @@ def defense_config_from_dict(data: dict[str, Any], where: str = "config") -> Def
     cfg = from_dict(DefenseConfig, data, where)
     if cfg.source not in SOURCES:
         raise PadhashError(f"{where}.source: {cfg.source!r} is not one of {', '.join(SOURCES)}")
-    for name in ("spectral", "dp", "prune", "preprocess"):
+    for name in DEFENSES:  # each defense validates its own settings
         getattr(cfg, name).validate(f"{where}.{name}")
     if any(s < 0 for s in cfg.noise_scales) or not cfg.noise_scales:
         raise PadhashError(f"{where}.noise_scales: give non-negative noise scales")

@@ -159,16 +159,11 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, hflip: bool) -> t
     if x.dim() == 5:
         return augment_batch(x.flatten(1, 2), generator, hflip).view_as(x)
     n, _, h, w = x.shape
-    pad = shift_pixels(h)
+    pad = max(1, h // 8)
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
     flips = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
     out = shift_images(x, offsets, pad)
     return torch.where(flips.to(x.device)[:, None, None, None], out.flip(-1), out)
-
-
-def shift_pixels(side: int) -> int:
-    """The largest shift the victim's augmentation uses on images of this side: 1/8 of it (4 px at 32 px)."""
-    return max(1, side // 8)
 
 
 def shift_images(x: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.Tensor:
