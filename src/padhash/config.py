@@ -66,7 +66,7 @@ def check_renamed(cls: type, key: str, where: str) -> None:
     would run another experiment than the one written."""
     new = getattr(cls, "RENAMED", {}).get(key)
     if new is not None:
-        raise PadhashError(f"{where}: renamed to `{new}` (write {where.rsplit('.', 1)[0]}.{new})")
+        raise PadhashError(f"{where}: renamed to `{new}`")
 
 
 # Field metadata for options added after runs were recorded: `field(default=..., metadata=OMIT_AT_DEFAULT)` is left
