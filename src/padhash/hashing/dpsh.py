@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from padhash.errors import PadhashError
 from padhash.hashing.base import HashLoss, similarity
 
 
@@ -29,7 +30,7 @@ class DPSHLoss(HashLoss):
             other_u, other_y = u.detach(), labels
         else:
             if len(self.memory_codes) == 0:
-                raise ValueError("DPSHLoss: pass num_train to make_loss to use training-set indices")
+                raise PadhashError("DPSHLoss: pass num_train to make_loss to use training-set indices")
             index = index.to(self.memory_codes.device)
             self.memory_codes[index] = u.detach().to(self.memory_codes)
             self.memory_labels[index] = labels.to(self.memory_labels)
