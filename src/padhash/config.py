@@ -43,6 +43,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         raise PadhashError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        check_renamed(cls, key, f"{where}.{key}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise PadhashError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(fields)})")
@@ -57,6 +59,14 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         return cls(**kwargs)
     except TypeError as exc:
         raise PadhashError(f"{where}: {exc}") from None
+
+
+def check_renamed(cls: type, key: str, where: str) -> None:
+    """A key that `cls.RENAMED` ({old: new}) lists is refused with its new name: silently ignoring or guessing it
+    would run another experiment than the one written."""
+    new = getattr(cls, "RENAMED", {}).get(key)
+    if new is not None:
+        raise PadhashError(f"{where}: renamed to `{new}`")
 
 
 # Field metadata for options added after runs were recorded: `field(default=..., metadata=OMIT_AT_DEFAULT)` is left

@@ -7,7 +7,7 @@ from padhash.attacks.adversarial import (
     TargetedAttackConfig,
     TransferAttackConfig,
     adversarial_region,
-    alpha_schedule,
+    tanh_scale_schedule,
     hag_attack,
     input_diversity,
     targeted_attack,
@@ -39,13 +39,13 @@ def hamming(a, b):
     return ((a.shape[1] - (a * b).sum(1)) / 2)
 
 
-def test_alpha_schedule_matches_the_paper_at_2000_iterations():
+def test_tanh_scale_schedule_matches_the_paper_at_2000_iterations():
     expected = {0: 0.1, 999: 0.1, 1000: 0.2, 1199: 0.2, 1200: 0.3, 1400: 0.5, 1600: 0.7, 1799: 0.7, 1800: 1.0, 1999: 1.0}
     for i, alpha in expected.items():
-        assert alpha_schedule(i, 2000) == alpha
-    values = [alpha_schedule(i, 10) for i in range(10)]
+        assert tanh_scale_schedule(i, 2000) == alpha
+    values = [tanh_scale_schedule(i, 10) for i in range(10)]
     assert values == [0.1] * 5 + [0.2, 0.3, 0.5, 0.7, 1.0]
-    assert [alpha_schedule(i, 7) for i in range(7)] == sorted(alpha_schedule(i, 7) for i in range(7))
+    assert [tanh_scale_schedule(i, 7) for i in range(7)] == sorted(tanh_scale_schedule(i, 7) for i in range(7))
 
 
 @pytest.mark.parametrize("optimizer", ["normalized", "sign", "sgd"])

@@ -9,7 +9,7 @@ from padhash.attacks.backdoor import (
     PerturbConfig,
     TriggerConfig,
     adversarial_loss,
-    alpha_schedule,
+    tanh_scale_schedule,
     apply_trigger,
     confusing_loss,
     craft_backdoor_poisons,
@@ -44,10 +44,10 @@ def test_apply_trigger_replaces_corner_and_blends():
         apply_trigger(x, torch.rand(3, 9, 9))
 
 
-def test_alpha_schedule_matches_ciba_steps():
+def test_tanh_scale_schedule_matches_ciba_steps():
     # CIBA get_factor with 2000 steps: 0.1 <1000, 0.2 <1200, 0.3 <1400, 0.5 <1600, 0.7 <1800, 1.0 after
     expect = {0: 0.1, 999: 0.1, 1000: 0.2, 1199: 0.2, 1200: 0.3, 1400: 0.5, 1600: 0.7, 1800: 1.0, 1999: 1.0}
-    assert {s: alpha_schedule(s, 2000) for s in expect} == expect
+    assert {s: tanh_scale_schedule(s, 2000) for s in expect} == expect
 
 
 def test_confusing_loss_hand_built():

@@ -5,6 +5,7 @@ import torch
 import padhash.hashing.trainer as trainer
 from padhash.attacks.backdoor import TriggerAfterAugment, apply_trigger
 from padhash.hashing import TrainConfig, make_loss, train_hash_model
+from padhash.hashing.frozen import cached_views
 from padhash.models import FeatureCache, build_model
 from tests.hashing.test_trainer import TinySplit
 
@@ -51,7 +52,7 @@ def test_frozen_views_of_a_poison_are_trigger_of_the_view(tmp_path):
     model.feature_cache = FeatureCache(tmp_path, progress=False)
     patch = torch.rand(3, 4, 4)
     hook = TriggerAfterAugment(torch.tensor([2]), patch)
-    views = trainer._cached_views(model, split, ("id", "flip"), hook)
+    views = cached_views(model, split, ("id", "flip"), hook)
     x = split.images()
     cache = FeatureCache(progress=False)
     want_id = cache.features(model, apply_trigger(x[2:3], patch))

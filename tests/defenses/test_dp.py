@@ -1,7 +1,8 @@
 import torch
 from torch import nn
 
-from padhash.defenses.dp import DPConfig, dp_step, dp_train_hash_model
+from padhash.defenses.dp import DPConfig, dp_step
+from padhash.hashing import train_hash_model
 
 
 def setup(seed=0):
@@ -49,10 +50,43 @@ def test_frozen_backbone_dp_trains_the_hash_layer_on_cached_features():
     cfg = TrainConfig(method="csq", bits=8, backbone="efficientnet_lite0", weights="imagenet", finetune="frozen",
                       resolution=32, epochs=3, batch_size=6, hflip=False, seed=1)
     cache = FeatureCache()
-    model = dp_train_hash_model(train, 3, cfg, DPConfig(clip=0.3, noise=0.01, microbatch=2), progress=False,
-                                feature_cache=cache)
+    model = train_hash_model(train, 3, cfg, dp=DPConfig(clip=0.3, noise=0.01, microbatch=2), progress=False,
+                             feature_cache=cache)
     assert cache.computed == len(train)  # 3 epochs, one backbone pass per image
-    fresh = dp_train_hash_model(train, 3, cfg, DPConfig(clip=0.3, noise=0.0, microbatch=2), progress=False)
+    fresh = train_hash_model(train, 3, cfg, dp=DPConfig(clip=0.3, noise=0.0, microbatch=2), progress=False)
     backbone = lambda m: torch.cat([p.flatten() for p in m.backbone.parameters()])  # noqa: E731
     assert torch.equal(backbone(model), backbone(fresh))  # the frozen backbone never moved
     assert not torch.equal(model.hash_layer.weight, fresh.hash_layer.weight)  # the noise reached the hash layer
+
+
+def test_dp_is_the_trainers_loop_with_only_the_step_replaced():
+    """Clip never reached, no noise, one micro-batch per batch: dp_step is the plain step, so the weights are the
+    plain trainer's bit for bit (same recipe, data order, augmentation); with noise they are not."""
+    from tests.hashing.test_trainer import TinySplit, same, tiny_cfg, weights
+
+    split, cfg = TinySplit(), tiny_cfg(method="csq")
+    plain = weights(train_hash_model(split, 3, cfg, progress=False))
+    neutral = DPConfig(clip=1e9, noise=0.0, microbatch=cfg.batch_size)
+    assert same(plain, weights(train_hash_model(split, 3, cfg, dp=neutral, progress=False)))
+    noisy = DPConfig(clip=1e9, noise=0.01, microbatch=cfg.batch_size)
+    assert not same(plain, weights(train_hash_model(split, 3, cfg, dp=noisy, progress=False)))
+
+
+def test_dp_training_resumes_bit_identically_and_its_checkpoint_is_not_plain_trainings(tmp_path, monkeypatch):
+    import pytest
+
+    from padhash.errors import PadhashError
+    from tests.hashing.test_trainer import TinySplit, die_after_first_checkpoint, same, tiny_cfg, weights
+
+    split, cfg, dp = TinySplit(), tiny_cfg(), DPConfig(clip=0.3, noise=0.05, microbatch=2)
+    whole = weights(train_hash_model(split, 3, cfg, dp=dp, checkpoint_dir=tmp_path / "a", progress=False))
+    undo = die_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train_hash_model(split, 3, cfg, dp=dp, checkpoint_dir=tmp_path / "b", progress=False)
+    undo()
+    assert same(whole, weights(train_hash_model(split, 3, cfg, dp=dp, checkpoint_dir=tmp_path / "b",
+                                                 progress=False)))  # the noise generator resumed too
+    with pytest.raises(PadhashError, match="different training config"):
+        train_hash_model(split, 3, cfg, checkpoint_dir=tmp_path / "a", progress=False)
+    with pytest.raises(PadhashError, match="dp: clip must be > 0"):
+        train_hash_model(split, 3, cfg, dp=DPConfig(clip=0.0), progress=False)

@@ -85,7 +85,7 @@ def test_dpsh_memory_update_and_in_batch_mode():
     assert torch.equal(loss.memory_labels[[1, 3]], one_hot([1, 0], 2))
     assert loss.memory_codes[[0, 2, 4]].abs().sum() == 0
     # in-batch mode: θ = ½ u uᵀ; check one pair by hand against the stable formula
-    single = make_loss("dpsh", 2, 4, **{"alpha": 0.0})
+    single = make_loss("dpsh", 2, 4, eta=0.0)
     x = torch.tensor([[1., 1., 1., 1.]])
     theta = 2.0  # ½·4
     expected = torch.log1p(torch.exp(torch.tensor(-theta))) + theta - theta  # similar to itself
@@ -135,3 +135,6 @@ def test_make_loss_rejects_bad_method_and_hparams():
         make_loss("csq", 2, 8, margin=1)
     with pytest.raises(PadhashError, match="must be a number"):
         make_loss("dpn", 2, 8, m="big")
+    with pytest.raises(PadhashError, match=r"DPSHLoss hparams.alpha: renamed to `eta`"):  # the DPSH paper's η
+        make_loss("dpsh", 2, 8, alpha=0.1)
+    assert make_loss("hashnet", 2, 8, alpha=0.2).hp["alpha"] == 0.2  # HashNet's own α keeps its name

@@ -43,7 +43,7 @@ def test_train_encode_attack_clip_set(tmp_path):
     clips = ds.query.images()
     target = -encode(model, ds.query).float()
     eps = 4 / 255
-    adv = targeted_attack(model, clips, target, TargetedAttackConfig(eps=eps, steps=3, alpha=0.1))
+    adv = targeted_attack(model, clips, target, TargetedAttackConfig(eps=eps, steps=3, tanh_scale=0.1))
     assert adv.shape == clips.shape and (adv - clips).abs().max() <= eps + 1e-6
     assert (uniform_noise(clips, eps, torch.Generator().manual_seed(0)) - clips).abs().max() <= eps + 1e-6
 

@@ -69,7 +69,7 @@ def test_gradients_flow_to_delta():
 def test_crafting_respects_eps_and_lowers_the_loss(eps_l2):
     model, loss, bases, labels, trigger, target = _setup()
     bases[0, :, :2] = 1.0  # saturated pixels: the [0, 1] box must bind
-    cfg = CraftConfig(alpha=0.2, eps=8 / 255, eps_l2=eps_l2, steps=30, restarts=2, lr=0.01, augment=False)
+    cfg = CraftConfig(alpha=0.2, eps=8 / 255, eps_l2=eps_l2, steps=30, restarts=2, step_size=0.01, augment=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     res = craft_poisons([model], [loss], bases, labels, trigger, target, cfg,
                         generator=torch.Generator().manual_seed(0), progress=False)

@@ -17,3 +17,10 @@ def anchor_code(codes: torch.Tensor) -> torch.Tensor:
         raise PadhashError(f"anchor_code: need codes of shape (n_t >= 1, K), got {tuple(codes.shape)}")
     votes = codes.to(torch.int64).sum(dim=0)
     return torch.where(votes >= 0, 1, -1).to(torch.int8)
+
+
+def anchor_loss(u: torch.Tensor, anchor: torch.Tensor, tanh_scale: float) -> torch.Tensor:
+    """DHTA's smooth Hamming surrogate to an anchor (Eq. 9, also CIBA's trigger loss): −(1/K)·h_aᵀ tanh(α·u) per
+    row, shape (N,); lower = closer. `tanh_scale` is the paper's α (how sharply tanh approximates sign); `anchor`
+    (K,) or (N, K)."""
+    return -(torch.tanh(tanh_scale * u) * anchor.to(u)).sum(dim=1) / u.shape[1]

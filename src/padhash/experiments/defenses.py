@@ -23,11 +23,12 @@ import torch
 
 from padhash.attacks.backdoor import apply_trigger
 from padhash.config import from_dict, load_yaml, to_dict
-from padhash.defenses.dp import DPConfig, dp_train_hash_model
+from padhash.defenses.dp import DPConfig
 from padhash.defenses.preprocess import PreprocessDefense, gaussian_noise, jpeg
 from padhash.defenses.prune import PruneDefense, pruning_curve
 from padhash.defenses.spectral import SpectralDefense, spectral_filter
 from padhash.errors import PadhashError
+from padhash.hashing import train_hash_model
 from padhash.models.features import backbone_features
 from padhash.runs import owns_run_folder
 from padhash.experiments.backdoor import (
@@ -213,8 +214,6 @@ class DefenseRun:
         return self.results.has(f"{ps.name}|{defense}|{setting}")
 
     def _spectral(self, ps: PoisonedSet) -> None:
-        from padhash.hashing import train_hash_model
-
         budget = self.cfg.spectral.budget or len(ps.poison_idx)
         setting = f"{self.cfg.spectral.removal_factor}x{budget}"
         if self._done(ps, "spectral", setting):
@@ -235,8 +234,8 @@ class DefenseRun:
             if self._done(ps, "dp", setting):
                 continue
             dp = dataclasses.replace(self.cfg.dp, noise=sigma)
-            model = dp_train_hash_model(ps.train, ps.num_classes, ps.train_recipe, dp, progress=self.progress,
-                                        feature_cache=self.features)
+            model = train_hash_model(ps.train, ps.num_classes, ps.train_recipe, progress=self.progress,
+                                     feature_cache=self.features, dp=dp)
             self._add(ps, "dp", setting, ps.evaluate(model), clip=self.cfg.dp.clip, noise=sigma)
 
     def _prune(self, ps: PoisonedSet) -> None:

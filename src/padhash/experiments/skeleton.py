@@ -20,7 +20,7 @@ import itertools
 import json
 from typing import Any
 
-from padhash.config import convert_field, from_dict, to_dict
+from padhash.config import check_renamed, convert_field, from_dict, to_dict
 from padhash.errors import PadhashError
 
 
@@ -77,6 +77,7 @@ def with_value(cfg, path: str, value: Any, where: str = "config"):
     obj = out
     for name in parents:
         obj = getattr(obj, name, None)
+    check_renamed(type(obj), leaf, f"{where}.sweep.{path}")
     if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
         raise PadhashError(f"{where}.sweep: unknown key {path!r}")
     setattr(obj, leaf, convert_field(obj, leaf, value, f"{where}.sweep.{path}"))

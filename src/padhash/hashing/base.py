@@ -6,6 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from padhash.config import check_renamed
 from padhash.errors import PadhashError
 
 
@@ -14,13 +15,17 @@ class HashLoss(nn.Module):
 
     u: raw model outputs (N, bits); labels: multi-hot float (N, C); index: the batch's positions in the training
     split (only DPSH uses it, for its memory of training codes). Subclasses list their hyper-parameters, with the
-    reference defaults (DeepHash-pytorch), in HPARAMS; they are available as `self.hp[name]`."""
+    reference defaults (DeepHash-pytorch), in HPARAMS; they are available as `self.hp[name]`. RENAMED {old: new}
+    lists names a config may still carry, refused with the new one."""
 
     HPARAMS: dict[str, float] = {}
+    RENAMED: dict[str, str] = {}
 
     def __init__(self, num_classes: int, bits: int, *, seed: int = 0, num_train: int | None = None,
                  **hparams: Any):
         super().__init__()
+        for key in hparams:
+            check_renamed(type(self), key, f"{self.name} hparams.{key}")
         unknown = sorted(set(hparams) - set(self.HPARAMS))
         if unknown:
             allowed = ", ".join(self.HPARAMS) or "none"

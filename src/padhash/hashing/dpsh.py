@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import torch
 
+from padhash.errors import PadhashError
 from padhash.hashing.base import HashLoss, similarity
 
 
 class DPSHLoss(HashLoss):
     """Pairwise likelihood between the batch and a memory U of (detached) training-set outputs, plus
-    alpha·(u - sign u)² quantization.
+    η·(u - sign u)² quantization (the paper's η; DeepHash-pytorch calls it alpha, which here is HashNet's α).
 
     With `index` (positions in the training split) the batch first overwrites its rows of U and Y and is compared
     with the whole memory, as the reference; rows not yet visited are zeros (a constant, gradient-free term).
     With index=None (attacks on arbitrary batches) the batch is compared with its own detached outputs."""
 
-    HPARAMS = {"alpha": 0.1}
+    HPARAMS = {"eta": 0.1}
+    RENAMED = {"alpha": "eta"}
 
     def __init__(self, num_classes, bits, *, seed=0, num_train=None, **hparams):
         super().__init__(num_classes, bits, seed=seed, num_train=num_train, **hparams)
@@ -28,7 +30,7 @@ class DPSHLoss(HashLoss):
             other_u, other_y = u.detach(), labels
         else:
             if len(self.memory_codes) == 0:
-                raise ValueError("DPSHLoss: pass num_train to make_loss to use training-set indices")
+                raise PadhashError("DPSHLoss: pass num_train to make_loss to use training-set indices")
             index = index.to(self.memory_codes.device)
             self.memory_codes[index] = u.detach().to(self.memory_codes)
             self.memory_labels[index] = labels.to(self.memory_labels)
@@ -37,4 +39,4 @@ class DPSHLoss(HashLoss):
         theta = 0.5 * u @ other_u.T
         likelihood = torch.log1p(torch.exp(-theta.abs())) + theta.clamp(min=0) - s * theta
         quantization = (u - u.sign()).pow(2).mean()
-        return likelihood.mean() + self.hp["alpha"] * quantization
+        return likelihood.mean() + self.hp["eta"] * quantization

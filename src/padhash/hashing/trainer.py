@@ -24,8 +24,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from padhash.config import OMIT_AT_DEFAULT, to_dict
+from padhash.defenses.dp import DPConfig, dp_step
 from padhash.errors import PadhashError
 from padhash.hashing.base import HashLoss
+from padhash.hashing.frozen import cached_views, head_output, uses_cache
 from padhash.hashing.losses import METHODS, make_loss
 from padhash.io import load_tensors, save_tensors
 from padhash.models import BACKBONES, FINETUNE, FUSIONS, PACKAGED, FeatureCache, HashModel, build_model, build_video_model
@@ -178,7 +180,8 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
                      loss: HashLoss | None = None, checkpoint_dir: Path | None = None,
                      progress: bool = True, snapshot_epochs: tuple[int, ...] = (),
                      feature_cache: FeatureCache | None = None,
-                     after_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> HashModel:
+                     after_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                     dp: DPConfig | None = None) -> HashModel:
     """Train (or, given `model`, fine-tune) a hash model on split `train` with cfg's method and recipe.
 
     Model initialisation, data order, augmentation and dropout all draw from generators seeded by cfg.seed; the
@@ -186,8 +189,12 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
     `feature_cache`: where a frozen backbone's features are kept (attached to the model, so `encode` uses it too).
     `after_augment(x, idx)`: applied to each batch after augmentation (`idx` = the rows' training positions), e.g. a
     backdoor trigger pasted on the augmented image as CIBA's code does; in the frozen regime it is applied to each
-    cached view (identity, flip) and the rows it changes get the features of the changed image."""
+    cached view (identity, flip) and the rows it changes get the features of the changed image.
+    `dp`: DP-noise training (padhash.defenses.dp): each step is `dp_step` (clipped micro-batch gradients + seeded
+    Gaussian noise) instead of the plain one; everything else (recipe, data order, views) is the same."""
     check_config(cfg)
+    if dp is not None:
+        dp.validate()
     if (getattr(train, "frames", None) is not None) != (cfg.fusion is not None):
         raise PadhashError("clip data needs train.fusion (lstm or mean) and image data none; got fusion "
                            f"{cfg.fusion!r} for a {'clip' if hasattr(train, 'frames') else 'image'} data set")
@@ -209,20 +216,24 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
         model, loss = model.to(device), loss.to(device)
         check_model_fits(model, train, device)
         optimizer = make_optimizer(parameter_groups(model, recipe), recipe)
-        data_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "data"))
+        gens = {"data": torch.Generator().manual_seed(derive_seed(cfg.seed, "data"))}
+        if dp is not None:
+            gens["dp"] = torch.Generator().manual_seed(derive_seed(cfg.seed, "dp-noise"))
+        data_gen = gens["data"]
         torch.manual_seed(derive_seed(cfg.seed, "dropout"))
 
         ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-        fingerprint = _fingerprint(cfg, recipe)
+        fingerprint = _fingerprint(cfg, recipe, dp)
         start = 0
         if ckpt is not None and ckpt.is_file():
-            start = _load_checkpoint(ckpt, fingerprint, model, loss, optimizer, data_gen, device)
+            start = _load_checkpoint(ckpt, fingerprint, model, loss, optimizer, gens, device)
 
         hflip = True if cfg.hflip is None else cfg.hflip
         # frozen / partial on a backbone run by stages: training starts from cached outputs of the frozen part,
         # one per view (flips, if augmenting; no shifts)
         views = ("id", "flip") if cfg.augment and hflip else ("id",)
-        cached = _cached_views(model, train, views, after_augment) if _from_cache(model) else None
+        cached = cached_views(model, train, views, after_augment) if uses_cache(model) else None
+        forward = (lambda z: head_output(model, z)) if cached is not None else model
         n = len(train)
         batches = [(i, min(i + cfg.batch_size, n)) for i in range(0, n, cfg.batch_size) if min(i + cfg.batch_size, n) - i > 1]
         bar = tqdm(total=cfg.epochs * len(batches), initial=start * len(batches), disable=not progress,
@@ -237,26 +248,28 @@ def train_hash_model(train, num_classes: int, cfg: TrainConfig, *, model: HashMo
             for lo, hi in batches:
                 idx = order[lo:hi]
                 if cached is not None:
-                    picked = cached[idx, torch.randint(0, cached.shape[1], (len(idx),), generator=data_gen)]
-                    u = _head(model, picked.to(device))
+                    x = cached[idx, torch.randint(0, cached.shape[1], (len(idx),), generator=data_gen)]
                 else:
                     x = train.images(idx)
                     if cfg.augment:
                         x = augment_batch(x, data_gen, hflip)
                     if after_augment is not None:
                         x = after_augment(x, idx)
-                    u = model(x.to(device))
-                value = loss(u, train.labels[idx].to(device), index=idx.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                value.backward()
-                optimizer.step()
-                total += value.item()
+                x, y = x.to(device), train.labels[idx].to(device)
+                if dp is not None:
+                    total += dp_step(model, loss, x, y, idx.to(device), optimizer, dp, gens["dp"], forward)
+                else:
+                    value = loss(forward(x), y, index=idx.to(device))
+                    optimizer.zero_grad(set_to_none=True)
+                    value.backward()
+                    optimizer.step()
+                    total += value.item()
                 bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{total / max(len(batches), 1):.4f}")
             if epoch + 1 in snapshot_epochs:  # before the checkpoint: a resumed run never skips a snapshot
                 save_tensors(snapshot_path(checkpoint_dir, epoch + 1), model.state_dict())
             if ckpt is not None:
-                _save_checkpoint(ckpt, fingerprint, epoch + 1, model, loss, optimizer, data_gen, devices)
+                _save_checkpoint(ckpt, fingerprint, epoch + 1, model, loss, optimizer, gens, devices)
         bar.close()
     return model.eval()
 
@@ -270,14 +283,14 @@ def encode(model: nn.Module, images_or_split, *, batch_size: int = 256, device: 
     is_split = hasattr(images_or_split, "images")
     n = len(images_or_split)
     cache = feature_cache if feature_cache is not None else getattr(model, "feature_cache", None)
-    if _from_cache(model) and cache is not None and n:
+    if uses_cache(model) and cache is not None and n:
         images = images_or_split.images(torch.arange(n)) if is_split else images_or_split
         was_training = model.training
         model.eval().to(device)
         codes = []
         for lo in range(0, n, batch_size):
             cached = cache.features(model, images[lo:lo + batch_size], prefix=model.frozen_prefix)
-            codes.append(to_codes(_head(model, cached.to(device)).cpu()))
+            codes.append(to_codes(head_output(model, cached.to(device)).cpu()))
         model.train(was_training)
         return torch.cat(codes)
     was_training = model.training
@@ -293,47 +306,17 @@ def encode(model: nn.Module, images_or_split, *, batch_size: int = 256, device: 
     return torch.cat(codes)
 
 
-def _from_cache(model) -> bool:
-    """Whether the model's frozen part may be replaced by cached outputs (frozen, or partial run by stages)."""
-    return getattr(model, "backbone_frozen", False) or getattr(model, "frozen_prefix", None) is not None
-
-
-def _head(model: HashModel, cached: torch.Tensor) -> torch.Tensor:
-    """u from cached outputs of the frozen part."""
-    return model.hash_layer(cached) if model.backbone_frozen else model.from_prefix(cached)
-
-
-def _cached_views(model: HashModel, train, views: tuple[str, ...], after_augment=None) -> torch.Tensor:
-    """(N, V, ...) cached outputs of the frozen part for every training image under each view (the model's
-    cache, or a throwaway one); with `after_augment`, rows it changes in a view hold the identity outputs of the
-    changed view image."""
-    if model.feature_cache is None:
-        model.feature_cache = FeatureCache()
-    cache, prefix = model.feature_cache, model.frozen_prefix
-    index = torch.arange(len(train))
-    images = train.images(index)
-    out = []
-    for view in views:
-        feats = cache.features(model, images, view, prefix)
-        if after_augment is not None:
-            seen = images.flip(-1) if view == "flip" else images
-            changed_view = after_augment(seen.clone(), index)
-            rows = torch.nonzero((changed_view != seen).flatten(1).any(1)).flatten()
-            if len(rows):
-                feats[rows] = cache.features(model, changed_view[rows], "id", prefix)
-        out.append(feats)
-    return torch.stack(out, 1)
-
-
 def snapshot_path(checkpoint_dir: Path, epoch: int) -> Path:
     """Where `train_hash_model(..., snapshot_epochs=...)` keeps the model's weights after `epoch`."""
     return Path(checkpoint_dir) / f"epoch-{epoch:04d}.safetensors"
 
 
 # --- checkpoints -------------------------------------------------------------------------------------------------
-def _fingerprint(cfg: TrainConfig, recipe: Recipe) -> str:
+def _fingerprint(cfg: TrainConfig, recipe: Recipe, dp: DPConfig | None = None) -> str:
     """What must match for a checkpoint to be resumed (everything but the device)."""
     fields = {k: v for k, v in to_dict(cfg).items() if k != "device"}
+    if dp is not None:  # only then: checkpoints of plain training still resume
+        fields["dp"] = asdict(dp)
     recipe_fields = asdict(recipe)
     if recipe_fields["backbone_lr_scale"] == 1.0:  # absent before per-part rates: older checkpoints still resume
         del recipe_fields["backbone_lr_scale"]
@@ -341,7 +324,7 @@ def _fingerprint(cfg: TrainConfig, recipe: Recipe) -> str:
 
 
 def _save_checkpoint(path: Path, fingerprint: str, epoch: int, model: nn.Module, loss: HashLoss,
-                     optimizer: torch.optim.Optimizer, data_gen: torch.Generator, devices: list) -> None:
+                     optimizer: torch.optim.Optimizer, gens: dict[str, torch.Generator], devices: list) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"loss.{k}": v for k, v in loss.state_dict().items()})
     opt_state = optimizer.state_dict()
@@ -352,7 +335,7 @@ def _save_checkpoint(path: Path, fingerprint: str, epoch: int, model: nn.Module,
                 tensors[f"optim.{pid}.{name}"] = value
             else:
                 scalars[f"{pid}.{name}"] = value
-    tensors["rng.data"] = data_gen.get_state()
+    tensors.update({f"rng.{name}": gen.get_state() for name, gen in gens.items()})
     tensors["rng.torch"] = torch.get_rng_state()
     if devices:
         tensors["rng.cuda"] = torch.cuda.get_rng_state(devices[0])
@@ -362,7 +345,7 @@ def _save_checkpoint(path: Path, fingerprint: str, epoch: int, model: nn.Module,
 
 
 def _load_checkpoint(path: Path, fingerprint: str, model: nn.Module, loss: HashLoss,
-                     optimizer: torch.optim.Optimizer, data_gen: torch.Generator, device: torch.device) -> int:
+                     optimizer: torch.optim.Optimizer, gens: dict[str, torch.Generator], device: torch.device) -> int:
     from safetensors import safe_open
 
     tensors = load_tensors(path)
@@ -386,7 +369,8 @@ def _load_checkpoint(path: Path, fingerprint: str, model: nn.Module, loss: HashL
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
-    data_gen.set_state(tensors["rng.data"])
+    for name, gen in gens.items():
+        gen.set_state(tensors[f"rng.{name}"])
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from padhash.errors import PadhashError
 from padhash.io import load_tensors, save_tensors
 
 VIEWS = ("id", "flip")
@@ -49,7 +50,7 @@ class FeatureCache:
             out = self.features(model, images.flatten(0, 1), view, prefix)
             return out.view(n, t, *out.shape[1:])
         if view not in VIEWS:
-            raise ValueError(f"view {view!r} is not one of {VIEWS}")
+            raise PadhashError(f"FeatureCache.features: view {view!r} is not one of {', '.join(VIEWS)}")
         key = self.extractor_key(model, view, prefix)
         rows = self._load(key)
         images = images.detach().cpu().float().contiguous()

@@ -43,7 +43,7 @@ def register_backbone(name: str) -> Callable[[Builder], Builder]:
     """Decorator: make `name` a backbone that `build_model` / `--backbone` accept."""
     def decorate(builder: Builder) -> Builder:
         if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} registered twice")
+            raise PadhashError(f"register_backbone: {name!r} is already a backbone; give yours another name")
         BACKBONES[name] = builder
         return builder
     return decorate

@@ -1,11 +1,10 @@
 """Adversarial queries: DHTA / P2P / HAG / noise (`targeted`) and the black-box transfer attack (`transfer`)."""
 from padhash.attacks.adversarial.targeted import (
     TargetedAttackConfig,
-    alpha_schedule,
-    code_similarity_loss,
     hag_attack,
     project,
     targeted_attack,
+    tanh_scale_schedule,
     uniform_noise,
 )
 from padhash.attacks.adversarial.transfer import (
@@ -19,7 +18,7 @@ from padhash.attacks.adversarial.transfer import (
 )
 
 __all__ = [
-    "TargetedAttackConfig", "TransferAttackConfig", "adversarial_region", "alpha_schedule", "code_similarity_loss",
-    "hag_attack", "input_diversity", "project", "sample_noise", "targeted_attack", "transfer_attack",
+    "TargetedAttackConfig", "TransferAttackConfig", "adversarial_region", "hag_attack", "input_diversity", "project", "sample_noise", "tanh_scale_schedule", "targeted_attack",
+    "transfer_attack",
     "mean_pair_distance", "uniform_noise", "vulnerable_pairs",
 ]

@@ -2,7 +2,8 @@
 
 DHTA (Bai et al., Eq. 9) minimises  -(1/K) h_aᵀ tanh(α f(x'))  subject to ‖x' − x‖∞ ≤ ε, x' ∈ [0, 1]. The official
 code (jiawangbai/DHTA-master) starts from δ = 0, steps δ ← δ − lr·g/‖g‖₂ with lr = 1 for 2000 iterations, one
-query at a time, and raises α from 0.1 to 1 (`alpha_schedule`). Differences, on purpose:
+query at a time, and raises α from 0.1 to 1 (`tanh_scale_schedule`; α is `tanh_scale` here, since `alpha` is
+PADHASH's matching weight). Differences, on purpose:
 - ε lives in [0, 1] pixel space (DESIGN.md); the official ε = 0.032 is in ImageNet-normalised space ≈ 1.8/255.
 - Queries are attacked in batches, so the gradient is normalised per image (the official global norm over a batch
   of one is the same thing).
@@ -15,16 +16,18 @@ code −sign(f(x)), which is exactly minimising +(1/K) h_xᵀ tanh(α f(x')).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from padhash.attacks.anchor import anchor_loss
 from padhash.errors import PadhashError
 
-# α for the first half of the iterations, then one value per equal block of the second half (DHTA §4.2).
-ALPHA_FIRST_HALF = 0.1
-ALPHA_BLOCKS = (0.2, 0.3, 0.5, 0.7, 1.0)
+# tanh α for the first half of the iterations, then one value per equal block of the second half (DHTA §4.2).
+SCALE_FIRST_HALF = 0.1
+SCALE_BLOCKS = (0.2, 0.3, 0.5, 0.7, 1.0)
 OPTIMIZERS = ("normalized", "sign", "sgd")
 
 
@@ -34,7 +37,8 @@ class TargetedAttackConfig:
     steps: int = 2000             # DHTA: 2000 (image hashing)
     step_fraction: float = 0.08        # per-pixel RMS step as a fraction of ε (official: 0.00258 / 0.032)
     optimizer: str = "normalized"      # "normalized" (official: g/‖g‖₂), "sign" (PGD), "sgd" (raw gradient, lr 1)
-    alpha: float | None = None         # a fixed α instead of the schedule (DHTA video setting: 0.1)
+    tanh_scale: float | None = None    # a fixed tanh α instead of the schedule (DHTA video setting: 0.1)
+    RENAMED: ClassVar[dict[str, str]] = {"alpha": "tanh_scale"}  # `alpha` is PADHASH's matching weight
 
     def validate(self, where: str = "attack") -> None:
         if not 0 < self.eps <= 1:
@@ -45,23 +49,18 @@ class TargetedAttackConfig:
             raise PadhashError(f"{where}.step_fraction: must be > 0, got {self.step_fraction}")
         if self.optimizer not in OPTIMIZERS:
             raise PadhashError(f"{where}.optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-        if self.alpha is not None and not 0 < self.alpha <= 1:
-            raise PadhashError(f"{where}.alpha: must be in (0, 1], got {self.alpha}")
+        if self.tanh_scale is not None and not 0 < self.tanh_scale <= 1:
+            raise PadhashError(f"{where}.tanh_scale: must be in (0, 1], got {self.tanh_scale}")
 
 
-def alpha_schedule(iteration: int, iterations: int) -> float:
+def tanh_scale_schedule(iteration: int, iterations: int) -> float:
     """DHTA's tanh scale at `iteration` (0-based) of `iterations`: 0.1 for the first half, then 0.2, 0.3, 0.5,
     0.7, 1.0 in equal blocks of the second half (2000 iterations: switches at 1000, 1200, 1400, 1600, 1800)."""
     half = iterations // 2
     if iteration < half:
-        return ALPHA_FIRST_HALF
-    block = (iteration - half) * len(ALPHA_BLOCKS) // max(iterations - half, 1)
-    return ALPHA_BLOCKS[min(block, len(ALPHA_BLOCKS) - 1)]
-
-
-def code_similarity_loss(u: torch.Tensor, target_codes: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Per-query −(1/K)·h_tᵀ tanh(α u), shape (N,); lower = closer to the target code."""
-    return -(torch.tanh(alpha * u) * target_codes.to(u)).sum(dim=1) / u.shape[1]
+        return SCALE_FIRST_HALF
+    block = (iteration - half) * len(SCALE_BLOCKS) // max(iterations - half, 1)
+    return SCALE_BLOCKS[min(block, len(SCALE_BLOCKS) - 1)]
 
 
 def project(adv: torch.Tensor, clean: torch.Tensor, eps: float) -> torch.Tensor:
@@ -103,9 +102,9 @@ def _attack_batch(model, clean, target, cfg: TargetedAttackConfig, progress: boo
     step = cfg.step_fraction * cfg.eps
     adv = clean.clone()
     for i in tqdm(range(cfg.steps), desc="attack", leave=False, disable=not progress):
-        alpha = cfg.alpha if cfg.alpha is not None else alpha_schedule(i, cfg.steps)
+        scale = cfg.tanh_scale if cfg.tanh_scale is not None else tanh_scale_schedule(i, cfg.steps)
         adv.requires_grad_(True)
-        loss = code_similarity_loss(model(adv), target, alpha).sum()
+        loss = anchor_loss(model(adv), target, scale).sum()
         (grad,) = torch.autograd.grad(loss, adv)
         with torch.no_grad():
             if cfg.optimizer == "normalized":

@@ -11,15 +11,14 @@ from padhash.attacks.backdoor.placement import PLACEMENTS, TriggerAfterAugment
 from padhash.attacks.backdoor.poisons import BACKDOOR_METHODS, craft_backdoor_poisons, dirty_label_poisons
 from padhash.attacks.backdoor.trigger import (
     TriggerConfig,
-    alpha_schedule,
-    anchor_loss,
     apply_trigger,
     generate_trigger,
+    tanh_scale_schedule,
     trigger_mask,
 )
 
 __all__ = [
-    "BACKDOOR_METHODS", "PERTURBATIONS", "PLACEMENTS", "TriggerAfterAugment", "PerturbConfig", "TriggerConfig", "adversarial_loss", "alpha_schedule",
-    "anchor_loss", "apply_trigger", "confusing_loss", "craft_backdoor_poisons", "dirty_label_poisons",
-    "generate_trigger", "hamming_tanh", "perturb", "trigger_mask",
+    "BACKDOOR_METHODS", "PERTURBATIONS", "PLACEMENTS", "TriggerAfterAugment", "PerturbConfig", "TriggerConfig", "adversarial_loss",
+    "apply_trigger", "confusing_loss", "craft_backdoor_poisons", "dirty_label_poisons",
+    "generate_trigger", "hamming_tanh", "perturb", "tanh_scale_schedule", "trigger_mask",
 ]

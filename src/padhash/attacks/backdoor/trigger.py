@@ -1,7 +1,8 @@
 """CIBA's trigger: a universal adversarial patch at the bottom-right corner (CIBA Eq. 5–6, Algorithm 1).
 
 The patch is optimised on clean-trained model(s) so that any image carrying it hashes close to the target anchor
-code. The loss is DHTA's smooth Hamming surrogate -tanh(α·u)·h_a / K with α raised on a schedule; each step takes
+code. The loss is DHTA's smooth Hamming surrogate -tanh(α·u)·h_a / K (`attacks.anchor.anchor_loss`) with α raised
+on a schedule; each step takes
 a batch of training images of any class, moves the patch by each image's L2-normalised gradient step and averages
 the moves (as CIBA's official `generate_trigger_pattern.py` does). Pixel units are [0, 1]: CIBA's step 12 (of 255)
 is 12/255 here.
@@ -16,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from padhash.attacks.anchor import anchor_loss
 from padhash.errors import PadhashError
 
 
@@ -61,7 +63,7 @@ def apply_trigger(images: torch.Tensor, patch: torch.Tensor, blend: float = 1.0)
     return images * (1 - mask) + blend * pattern * mask + (1 - blend) * images * mask
 
 
-def alpha_schedule(step: int, steps: int) -> float:
+def tanh_scale_schedule(step: int, steps: int) -> float:
     """DHTA/CIBA's α for tanh(α·u): 0.1 for the first half, then 0.2, 0.3, 0.5, 0.7, 1.0 over equal fifths.
 
     CIBA's `get_factor` with 2,000 steps switches at 1000, 1200, 1400, 1600, 1800; this scales the same shape.
@@ -70,11 +72,6 @@ def alpha_schedule(step: int, steps: int) -> float:
         return 0.1
     fifth = (step - steps / 2) / (steps / 2) * 5
     return (0.2, 0.3, 0.5, 0.7, 1.0)[min(int(fifth), 4)]
-
-
-def anchor_loss(u: torch.Tensor, anchor: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Per-image smooth Hamming surrogate to the anchor: -tanh(α·u)·h_a / K, shape (N,). Lower = closer."""
-    return -(torch.tanh(alpha * u) * anchor.to(u)).sum(dim=1) / u.shape[1]
 
 
 def generate_trigger(
@@ -104,11 +101,11 @@ def generate_trigger(
             idx = torch.randint(len(images), (cfg.batch_size,), generator=generator)
             batch = images[idx].to(device)
             # one copy of the patch per image, so the gradient of the summed loss is each image's own gradient
-            alpha = alpha_schedule(step, cfg.steps)
+            scale = tanh_scale_schedule(step, cfg.steps)
             with torch.enable_grad():
                 copies = patch.expand(len(batch), -1, -1, -1).clone().requires_grad_(True)
                 patched = apply_trigger(batch, copies)
-                loss = sum(anchor_loss(m(patched), a, alpha).sum() for m, a in zip(models, anchors)) / len(models)
+                loss = sum(anchor_loss(m(patched), a, scale).sum() for m, a in zip(models, anchors)) / len(models)
                 (grad,) = torch.autograd.grad(loss, copies)
             norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
             patch = (patch - cfg.step_size * (grad / norms).mean(dim=0)).clamp(0.0, 1.0).detach()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -49,7 +49,7 @@ class CraftConfig:
     eps: float = 16 / 255          # ℓ∞ bound in pixel space (8/255 for larger images)
     eps_l2: float | None = None    # optional per-image ℓ2 bound in pixel space (Algorithm 1 line 10)
     steps: int = 250               # signed-Adam steps (passes over the poisons)
-    lr: float = 0.025              # Adam step in pixel units: Witches' Brew's τ=0.1 in CIFAR-normalised units ≈ 0.1·std
+    step_size: float = 0.025       # Adam step in pixel units: Witches' Brew's τ=0.1 in CIFAR-normalised units ≈ 0.1·std
     schedule: bool = True          # ×0.1 at steps/2.667, /1.6, /1.142 (Witches' Brew)
     restarts: int = 1              # Witches' Brew's default is 8; the lowest final loss wins
     augment: bool = True           # differentiable random flip + shift while crafting
@@ -62,6 +62,7 @@ class CraftConfig:
     # "none" (the papers) | "target_mean": match G_v, G_p minus their component along the clean bases' mean
     # gradient (module docstring)
     project_out: str = field(default="none", metadata=OMIT_AT_DEFAULT)
+    RENAMED: ClassVar[dict[str, str]] = {"lr": "step_size"}  # old key → new: a config with the old one is refused
 
     def validate(self) -> None:
         if self.eps <= 0 or self.eps > 1:
@@ -189,7 +190,7 @@ def craft_poisons(
     for _ in range(cfg.restarts):
         delta = project(torch.randn(bases.shape, generator=generator).to(device) * cfg.eps, bases, cfg.eps, cfg.eps_l2)
         delta.requires_grad_(True)
-        optimizer = torch.optim.Adam([delta], lr=cfg.lr)
+        optimizer = torch.optim.Adam([delta], lr=cfg.step_size)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
         history: list[float] = []
         for _step in range(cfg.steps):
