@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from padhash.data.dataset import (RetrievalDataset, check_all_classes_present, check_preset, register,
+from padhash.data.dataset import (RetrievalDataset, check_all_classes_present, check_preset, dataset_root, register,
                                   with_query_cap)
 from padhash.data.sampling import split_per_class
 from padhash.data.splits import TensorSplit, resize_images
@@ -138,9 +138,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 def load_npz(root: str | None, *, seed: int = 0, image_size: int | None = None, preset: str | None = None,
              query_per_class: int | None = None, train_per_class: int | None = None,
              max_queries: int | None = None) -> RetrievalDataset:
-    if root is None:
-        raise PadhashError("dataset 'npz' needs root: the path of the .npz file")
-    path = Path(root)
+    path = dataset_root(root, "npz", "the path of the .npz file", folder=False)
     arrays = _read_npz(path)
     required = ["x_train", "y_train", "x_test", "y_test"]
     if ("x_db" in arrays) != ("y_db" in arrays):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from padhash.data.arrays import build_from_arrays
-from padhash.data.dataset import RetrievalDataset, register
+from padhash.data.dataset import RetrievalDataset, dataset_root, register
 from padhash.errors import PadhashError
 
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -104,11 +104,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def load_cifar10(root: str | None, *, seed: int = 0, image_size: int | None = None, preset: str | None = None,
                  query_per_class: int | None = None, train_per_class: int | None = None,
                  max_queries: int | None = None) -> RetrievalDataset:
-    if root is None:
-        raise PadhashError("dataset 'cifar10' needs root: the folder holding data_batch_1..5 and test_batch")
-    folder = Path(root)
-    if not folder.is_dir():
-        raise PadhashError(f"{folder}: no such folder")
+    folder = dataset_root(root, "cifar10", "the folder holding data_batch_1..5 and test_batch")
     meta = restricted_load(folder / CIFAR_META_FILE)
     names = _get(meta, "label_names", folder / CIFAR_META_FILE) if isinstance(meta, dict) else None
     if not isinstance(names, list) or len(names) != 10:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from padhash.data.dataset import RetrievalDataset, check_all_classes_present, register, split_queries, with_query_cap
+from padhash.data.dataset import (RetrievalDataset, check_all_classes_present, dataset_root, register, split_queries,
+                                   with_query_cap)
 from padhash.data.splits import Index, Split, as_index, load_image_file, resize_images
 from padhash.errors import PadhashError
 
@@ -132,11 +133,7 @@ def _read_clip(clip_dir: Path, clip_length: int, frame_stride: int, size: int) -
 def load_clip_folder(root: str | None, *, seed: int = 0, image_size: int | None = None,
                      clip_length: int = DEFAULT_CLIP_LENGTH, frame_stride: int = 1, query_fraction: float = 0.1,
                      train_per_class: int | None = None, max_queries: int | None = None) -> RetrievalDataset:
-    if root is None:
-        raise PadhashError("dataset 'clip-folder' needs root: a folder with one sub-folder of clip folders per class")
-    folder = Path(root)
-    if not folder.is_dir():
-        raise PadhashError(f"{folder}: no such folder")
+    folder = dataset_root(root, "clip-folder", "a folder with one sub-folder of clip folders per class")
     check_frame_options(clip_length, frame_stride, str(folder))
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
@@ -162,9 +159,7 @@ def load_clip_npz(root: str | None, *, seed: int = 0, image_size: int | None = N
                   train_per_class: int | None = None, max_queries: int | None = None) -> RetrievalDataset:
     from padhash.data.arrays import _label_tensor, _read_npz
 
-    if root is None:
-        raise PadhashError("dataset 'clip-npz' needs root: the path of the .npz file")
-    path = Path(root)
+    path = dataset_root(root, "clip-npz", "the path of the .npz file", folder=False)
     check_frame_options(clip_length, frame_stride, str(path))
     arrays = _read_npz(path)
     missing = [k for k in ("clips", "labels") if k not in arrays]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -101,6 +102,16 @@ def load_dataset_from(cfg: DataConfig) -> RetrievalDataset:
     if cfg.preset is not None:
         options["preset"] = cfg.preset
     return load_dataset(cfg.name, cfg.root, **options)
+
+
+def dataset_root(root: str | None, dataset: str, needs: str, folder: bool = True) -> Path:
+    """A loader's `root` as a Path, or a one-line PadhashError: missing (saying what it `needs`), or not a folder."""
+    if root is None:
+        raise PadhashError(f"dataset {dataset!r} needs root: {needs}")
+    path = Path(root)
+    if folder and not path.is_dir():
+        raise PadhashError(f"{path}: no such folder")
+    return path
 
 
 def check_preset(name: str, preset: str | None, allowed: tuple[str, ...]) -> str:

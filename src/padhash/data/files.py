@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from padhash.data.dataset import (RetrievalDataset, check_all_classes_present, check_preset, register,
+from padhash.data.dataset import (RetrievalDataset, check_all_classes_present, check_preset, dataset_root, register,
                                   split_queries, with_query_cap)
 from padhash.data.splits import FileSplit
 from padhash.errors import PadhashError
@@ -58,11 +58,7 @@ def _read_class_names(root: Path, num_classes: int) -> list[str]:
 def load_image_list(root: str | None, *, seed: int = 0, image_size: int | None = None, data_path: str | None = None,
                     max_queries: int | None = None) -> RetrievalDataset:
     """Image paths are relative to `data_path` (default: root), as DeepHash-pytorch's config["data_path"]."""
-    if root is None:
-        raise PadhashError("dataset 'image-list' needs root: the folder holding train.txt, test.txt, database.txt")
-    folder = Path(root)
-    if not folder.is_dir():
-        raise PadhashError(f"{folder}: no such folder")
+    folder = dataset_root(root, "image-list", "the folder holding train.txt, test.txt, database.txt")
     base = Path(data_path) if data_path is not None else folder
     size = image_size or DEFAULT_IMAGE_SIZE
     width, splits = None, {}
@@ -81,11 +77,7 @@ def load_image_list(root: str | None, *, seed: int = 0, image_size: int | None =
 def load_image_folder(root: str | None, *, seed: int = 0, image_size: int | None = None, preset: str | None = None,
                       query_fraction: float = 0.1, train_per_class: int | None = None,
                       max_queries: int | None = None) -> RetrievalDataset:
-    if root is None:
-        raise PadhashError("dataset 'image-folder' needs root: a folder with one sub-folder of images per class")
-    folder = Path(root)
-    if not folder.is_dir():
-        raise PadhashError(f"{folder}: no such folder")
+    folder = dataset_root(root, "image-folder", "a folder with one sub-folder of images per class")
     check_preset("image-folder", preset, ("paper",))
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
