@@ -115,6 +115,25 @@ def run_trials(trials: list[TrialSpec], fn: Callable[[Any, str], dict], executor
                            f"{log_path(log_dir, key)}); finished trials are kept, run again to retry the others")
 
 
+_PER_PROCESS: dict[tuple, Any] = {}
+
+
+def per_process(key: tuple, make: Callable[[], Any]) -> Any:
+    """The object `make()` built for `key` in this process (a worker's cache of the run it works for: data sets,
+    shared models), built on first use; one at a time, so a worker that moves to another run drops the last one."""
+    if key not in _PER_PROCESS:
+        _PER_PROCESS.clear()
+        _PER_PROCESS[key] = make()
+    return _PER_PROCESS[key]
+
+
+def gpus_per_trial(device: str) -> float:
+    """What Ray reserves per trial: one GPU with a cuda device, none on the CPU."""
+    import torch
+
+    return 1.0 if torch.device(device).type == "cuda" else 0.0
+
+
 def log_path(log_dir: Path, key: str) -> Path:
     return Path(log_dir) / ("".join(c if c.isalnum() or c in "-_.=" else "_" for c in key) + ".log")
 

@@ -123,7 +123,9 @@ def test_resume_after_a_kill_gives_the_same_results(tiny_npz, tmp_path, monkeypa
 
     def dying(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:  # clean victim, surrogate, first poisoned victim done: die in the next one
+        # the parent trains the clean victim and the surrogate (1, 2); the trials load them (3, 4) and retrain the
+        # first poisoned victim (5): die in the next one
+        if calls["n"] == 6:
             raise KeyboardInterrupt
         return real_train(*args, **kwargs)
 

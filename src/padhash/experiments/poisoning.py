@@ -22,7 +22,8 @@ Every rung also reports `asr_clean_db`: the poisoned victim searching the clean 
 training split under the paper presets): did the trigger's own code move, or only the poisons next to it?
 
 Frozen backbones: one FeatureCache (RUN/features, or `feature_cache`) serves victims and surrogates, so only new
-images (poisons, triggers) pass the backbone. Configs: poisoning_config; evaluation: poisoning_eval.
+images (poisons, triggers) pass the backbone. Configs: poisoning_config; one trial: poisoning_trial; scores:
+padhash.metrics.poisoning.
 """
 from __future__ import annotations
 
@@ -209,8 +210,8 @@ class PoisoningRun:
 
     # -- the experiment: plan the trials, prepare what they share here, run them on the executor
     def run(self, executor=None) -> dict:
-        from padhash.executors import ExecutorConfig, run_trials
-        from padhash.experiments.poisoning_trial import gpus_per_trial, plan_trials, poisoning_trial
+        from padhash.executors import ExecutorConfig, gpus_per_trial, run_trials
+        from padhash.experiments.poisoning_trial import plan_trials, poisoning_trial
 
         trials = plan_trials(self)
         run_trials(trials, poisoning_trial, executor or ExecutorConfig(), self.results, progress=self.progress,

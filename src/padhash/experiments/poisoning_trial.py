@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from padhash.attacks.poisoning.pairs import target_vector
-from padhash.executors import TrialSpec
-from padhash.experiments.adversarial import gpus_per_trial  # noqa: F401  (re-exported for the runner)
+from padhash.executors import TrialSpec, per_process
 from padhash.experiments.poisoning_config import CRAFTED
 from padhash.experiments.skeleton import apply_point, digest, sweep_points
 from padhash.metrics.poisoning import evaluate, poison_codes, poison_quality
@@ -52,19 +51,13 @@ def plan_trials(run) -> list[TrialSpec]:
     return trials
 
 
-_WORKER_RUNS: dict[tuple, Any] = {}
-
-
 def worker_run(t: PoisonTrial):
     """One PoisoningRun per process for the run folder it works for (no results file: only the parent writes it),
     so a worker loads the data set, the clean victim and the surrogates once."""
     from padhash.experiments.poisoning import PoisoningRun
 
-    key = (t.out, t.cfg.device, t.cfg.feature_cache)
-    if key not in _WORKER_RUNS:
-        _WORKER_RUNS.clear()
-        _WORKER_RUNS[key] = PoisoningRun(t.cfg, t.out, progress=False, results=False)
-    return _WORKER_RUNS[key]
+    return per_process((t.out, t.cfg.device, t.cfg.feature_cache),
+                       lambda: PoisoningRun(t.cfg, t.out, progress=False, results=False))
 
 
 def poisoning_trial(t: PoisonTrial, key: str) -> dict:
