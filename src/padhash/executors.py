@@ -7,8 +7,8 @@ checkpoints under the run folder) once in the parent, and calls `run_trials(tria
 but its arguments and on-disk caches safe to share or rebuild, and must not write results.json: only the parent
 does, so a lock on the run folder taken by the command covers the workers too. Trials whose record exists are
 skipped (resume); finished records are written as they arrive and put in the order of `trials` at the end, so the
-file is byte-identical whichever executor ran it (and whichever order trials finished in). To wire a runner in
-(e.g. the PADHASH poisoning runner), make one trial per (pair, seed, method) key, a picklable config per trial,
+file is byte-identical whichever executor ran it (and whichever order trials finished in). Wired: the PADHASH,
+DHTA and transfer runners; to wire another (CIBA, defenses), make one trial per key, a picklable config per trial,
 and replace the loop over keys with one `run_trials` call.
 
 Faults. A worker lost mid-trial (killed, out of memory, node gone) costs that trial only: it is retried up to
