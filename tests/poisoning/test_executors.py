@@ -6,10 +6,10 @@ import shutil
 import pytest
 import yaml
 
-from padhash.cli import main
 from padhash.executors import TEST_KILL_ENV, log_path
 from padhash.experiments import poisoning_trial
 from padhash.runs import LOCK_NAME
+from tests.experiments.test_executors import _attack as run_attack, _bytes
 from tests.poisoning.helpers import tiny_config
 
 KILLED = "seed=0|pair=0|witches_brew"
@@ -27,8 +27,7 @@ def reference(tiny_npz, tmp_path_factory):
 
 
 def _attack(root, out, executor, *extra):
-    return main(["attack", "padhash", "--config", str(root / "padhash.yaml"), "--out", str(out), "--no-progress",
-                 "--executor", executor, "--threads", "1", *extra])
+    return run_attack(root, out, executor, *extra, command="padhash")
 
 
 def _copy_shared(reference, out):
@@ -37,10 +36,6 @@ def _copy_shared(reference, out):
     for folder in [*src.glob("models/victim-clean-*"), *src.glob("models/surrogate-*"), src / "bases"]:
         shutil.copytree(folder, out / folder.relative_to(src))
     (out / LOCK_NAME).touch()
-
-
-def _bytes(run):
-    return (run / "results.json").read_bytes()
 
 
 def test_the_executor_section_stays_out_of_results(reference):
