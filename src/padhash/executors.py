@@ -7,8 +7,8 @@ checkpoints under the run folder) once in the parent, and calls `run_trials(tria
 but its arguments and on-disk caches safe to share or rebuild, and must not write results.json: only the parent
 does, so a lock on the run folder taken by the command covers the workers too. Trials whose record exists are
 skipped (resume); finished records are written as they arrive and put in the order of `trials` at the end, so the
-file is byte-identical whichever executor ran it (and whichever order trials finished in). To wire a runner in
-(e.g. the PADHASH poisoning runner), make one trial per (pair, seed, method) key, a picklable config per trial,
+file is byte-identical whichever executor ran it (and whichever order trials finished in). Wired: the PADHASH,
+DHTA and transfer runners; to wire another (CIBA, defenses), make one trial per key, a picklable config per trial,
 and replace the loop over keys with one `run_trials` call.
 
 Faults. A worker lost mid-trial (killed, out of memory, node gone) costs that trial only: it is retried up to
@@ -113,6 +113,25 @@ def run_trials(trials: list[TrialSpec], fn: Callable[[Any, str], dict], executor
         key, message = next(iter(failed.items()))
         raise PadhashError(f"{len(failed)} of {len(pending)} trials failed (first: {key}: {message}; log: "
                            f"{log_path(log_dir, key)}); finished trials are kept, run again to retry the others")
+
+
+_PER_PROCESS: dict[tuple, Any] = {}
+
+
+def per_process(key: tuple, make: Callable[[], Any]) -> Any:
+    """The object `make()` built for `key` in this process (a worker's cache of the run it works for: data sets,
+    shared models), built on first use; one at a time, so a worker that moves to another run drops the last one."""
+    if key not in _PER_PROCESS:
+        _PER_PROCESS.clear()
+        _PER_PROCESS[key] = make()
+    return _PER_PROCESS[key]
+
+
+def gpus_per_trial(device: str) -> float:
+    """What Ray reserves per trial: one GPU with a cuda device, none on the CPU."""
+    import torch
+
+    return 1.0 if torch.device(device).type == "cuda" else 0.0
 
 
 def log_path(log_dir: Path, key: str) -> Path:

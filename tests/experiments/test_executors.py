@@ -35,8 +35,9 @@ def reference(tmp_path_factory):
     return root
 
 
-def _attack(root, out, executor, *extra):
-    return main(["attack", "dhta", "--config", str(root / "dhta.yaml"), "--out", str(out), "--no-progress",
+def _attack(root, out, executor, *extra, command="dhta"):
+    """`padhash attack <command>` with root/<command>.yaml, one thread per trial (also the PADHASH tests')."""
+    return main(["attack", command, "--config", str(root / f"{command}.yaml"), "--out", str(out), "--no-progress",
                  "--executor", executor, "--threads", "1", *extra])
 
 

@@ -72,8 +72,8 @@ def test_poisoned_victim_searches_the_poisoned_database_under_the_paper_preset(t
     assert trial["poisons_in_database"] is (setting is not False)
     assert copies_searched is (setting is not False)  # the label-flip copies are what the victim searches
     assert len(database) == len(ds.train)
-    if setting is False:
-        assert database is ds.database
+    if setting is False:  # the clean split as loaded (the trial's own process loads its own copy of the data set)
+        assert torch.equal(database.images(), ds.database.images())
 
 
 def test_poisons_are_appended_to_a_separate_database(tiny_npz, tmp_path, monkeypatch):
@@ -123,7 +123,9 @@ def test_resume_after_a_kill_gives_the_same_results(tiny_npz, tmp_path, monkeypa
 
     def dying(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:  # clean victim, surrogate, first poisoned victim done: die in the next one
+        # the parent trains the clean victim and the surrogate (1, 2); the trials load them (3, 4) and retrain the
+        # first poisoned victim (5): die in the next one
+        if calls["n"] == 6:
             raise KeyboardInterrupt
         return real_train(*args, **kwargs)
 

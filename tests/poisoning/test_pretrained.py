@@ -25,7 +25,7 @@ def test_bases_come_from_the_stolen_share_by_default(tiny_npz, tmp_path):
     stolen = set(stolen_subset(ds.train, cfg.surrogate.stolen_fraction, derive_seed(0, "attacker")).tolist())
     target = torch.zeros(ds.num_classes)
     target[1] = 1.0
-    bases = run._choose_bases(cfg, 0, 0, target, None)
+    bases = run.bases(cfg, 0, 0, target)
     assert len(bases) == 6 and set(bases) <= stolen and all(ds.train.labels[i, 1] > 0 for i in bases)
 
 

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from padhash import registry
+from padhash.cli.executor import add_executor_options, executor_from_args
 
 FAMILY = "backdoor"
 DEFENSE_HELP = {
@@ -30,6 +31,7 @@ def register(commands) -> None:
         p.add_argument("--config", default=None, help="YAML config (configs/defend-*.yaml)")
         p.add_argument("--out", default=f"runs/defend-{name}", help=f"run folder (default runs/defend-{name})")
         _common(p)
+        add_executor_options(p)  # for the PADHASH attack stage (source: padhash)
         p.set_defaults(func=_defend, defense=name)
 
 
@@ -73,7 +75,10 @@ def _defend(args) -> int:
     from padhash.experiments.defenses import defense_config_from_dict, run_defense
     from padhash.reports.defenses import report_tables
 
+    from padhash.errors import PadhashError
+
     data = load_yaml(args.config) if args.config else {}
+    executor = executor_from_args(args, data)  # the config's executor: section, left out of results.json
     attack = dict(data.get("attack") or {})
     if args.device:
         attack["device"] = args.device
@@ -82,7 +87,11 @@ def _defend(args) -> int:
         attack.update(_victim_overrides(args))
     data["attack"] = attack
     cfg = defense_config_from_dict(data, Path(args.config).name if args.config else "defaults")
-    results = run_defense(cfg, args.out, [args.defense], victim_dir=args.victim, progress=not args.no_progress)
+    if cfg.source != "padhash" and executor.kind != "local":
+        raise PadhashError(f"--executor {executor.kind}: only the PADHASH attack stage (source: padhash) runs on an "
+                           "executor; CIBA poisons are made in process")
+    results = run_defense(cfg, args.out, [args.defense], victim_dir=args.victim, progress=not args.no_progress,
+                          executor=executor)
     print("\n".join(report_tables(results)))
     print(f"full report: {Path(args.out) / 'report.md'}")
     return 0

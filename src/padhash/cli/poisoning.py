@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from padhash import registry
+from padhash.cli.executor import add_executor_options, executor_from_args
 
 FAMILY = "poisoning"
 
@@ -30,6 +31,7 @@ def register(commands) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_executor_options(p)
 
 
 def _remote(p: argparse.ArgumentParser) -> None:
@@ -45,6 +47,7 @@ def _attack(args) -> int:
     from padhash.experiments.poisoning import config_from_dict, run_poisoning
 
     data = load_yaml(args.config)
+    executor = executor_from_args(args, data)  # the config's executor: section, left out of results.json
     if registry.get(FAMILY, args.ladder).baselines == () or "methods" not in data:  # the full ladder: config may pick
         data["methods"] = registry.ladder(FAMILY, args.ladder)
     if args.device:
@@ -52,7 +55,7 @@ def _attack(args) -> int:
     if args.victim_url:
         return _attack_remote(args, data)
     cfg = config_from_dict(data, Path(args.config).name)
-    results = run_poisoning(cfg, args.out, progress=not args.no_progress)
+    results = run_poisoning(cfg, args.out, progress=not args.no_progress, executor=executor)
     _print_summary(results, args.out)
     return 0
 
@@ -86,8 +89,9 @@ def _demo(args) -> int:
         data["pairs"] = args.pairs
     if args.device:
         data["device"] = args.device
+    executor = executor_from_args(args, data)
     cfg = config_from_dict(data, "demo")
-    results = run_poisoning(cfg, args.out, progress=not args.no_progress)
+    results = run_poisoning(cfg, args.out, progress=not args.no_progress, executor=executor)
     _print_summary(results, args.out)
     return 0
 

@@ -33,6 +33,7 @@ from padhash import registry
 from padhash.config import OMIT_AT_DEFAULT, from_dict, to_dict
 from padhash.data import DataConfig
 from padhash.errors import PadhashError
+from padhash.executors import per_process
 from padhash.validate import available_device, check_device, check_range, check_recipe
 from padhash.records import ResultsFile
 from padhash.experiments.skeleton import (  # noqa: F401  (with_value, sweep_points re-exported)
@@ -262,20 +263,10 @@ class AttackTrial:
     selection: str | None = None       # transfer: the pair selection
 
 
-_WORKER_MODELS: dict[tuple, _Models] = {}
-
-
 def worker_models(out: str, device: str, victim_run, feature_cache: str | None = None) -> _Models:
     """One model cache per process for the run it works for, so a worker loads each model once."""
-    key = (out, device, str(victim_run), feature_cache)
-    if key not in _WORKER_MODELS:
-        _WORKER_MODELS.clear()
-        _WORKER_MODELS[key] = _Models(Path(out), device, False, victim_run, feature_cache)
-    return _WORKER_MODELS[key]
-
-
-def gpus_per_trial(device: str) -> float:
-    return 1.0 if torch.device(device).type == "cuda" else 0.0
+    return per_process((out, device, str(victim_run), feature_cache),
+                       lambda: _Models(Path(out), device, False, victim_run, feature_cache))
 
 
 def _trial_keys(methods: list[str], label: str, trial: str) -> dict[str, str]:

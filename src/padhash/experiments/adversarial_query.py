@@ -16,9 +16,9 @@ from padhash.errors import PadhashError
 from padhash.hashing import encode
 from padhash.experiments.adversarial import (AttackTrial, QueryAttackConfig, _apply, _Models, _open_run,
                                              _seeded_victim, _sweep_fields, _trial_keys,
-                                             gpus_per_trial, retrieval_metrics, sweep_points,
+                                             retrieval_metrics, sweep_points,
                                              worker_models)
-from padhash.executors import ExecutorConfig, TrialSpec, run_trials
+from padhash.executors import ExecutorConfig, TrialSpec, gpus_per_trial, run_trials
 from padhash.records import ResultsFile
 from padhash.reports.grids import query_grid
 from padhash.metrics import image_metrics

@@ -10,8 +10,8 @@ from padhash.attacks.adversarial import adversarial_region, mean_pair_distance, 
 from padhash.attacks.anchor import anchor_code
 from padhash.experiments.adversarial import (AttackTrial, TransferConfig, _apply, _Models, _open_run,
                                              _seeded_victim, _sweep_fields, _trial_keys,
-                                             gpus_per_trial, sweep_points, worker_models)
-from padhash.executors import ExecutorConfig, TrialSpec, run_trials
+                                             sweep_points, worker_models)
+from padhash.executors import ExecutorConfig, TrialSpec, gpus_per_trial, run_trials
 from padhash.records import ResultsFile
 from padhash.hashing import encode
 from padhash.metrics import image_metrics

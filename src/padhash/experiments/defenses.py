@@ -100,8 +100,9 @@ class PoisonedSet:
 
 class DefenseRun:
     def __init__(self, cfg: DefenseConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
-                 progress: bool = True):
+                 progress: bool = True, executor=None):
         self.cfg = cfg
+        self.executor = executor  # where the PADHASH attack stage's trials run (padhash.executors; default: here)
         self.out = Path(out_dir)
         self.victim_dir = victim_dir
         self.progress = progress
@@ -145,7 +146,7 @@ class DefenseRun:
 
         pcfg = ph.config_from_dict({**self.cfg.padhash, "methods": ["padhash"]}, "padhash")
         run = ph.PoisoningRun(pcfg, self.out / "attack", progress=self.progress)
-        run.run()
+        run.run(self.executor)
         self.features = run.features
         ds = run.dataset(pcfg.data)
         seed = pcfg.seeds[0]
@@ -265,5 +266,5 @@ class DefenseRun:
 
 @owns_run_folder()
 def run_defense(cfg: DefenseConfig, out_dir: str | Path, defenses: list[str], *,
-                victim_dir: str | Path | None = None, progress: bool = True) -> dict:
-    return DefenseRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run(defenses)
+                victim_dir: str | Path | None = None, progress: bool = True, executor=None) -> dict:
+    return DefenseRun(cfg, out_dir, victim_dir=victim_dir, progress=progress, executor=executor).run(defenses)

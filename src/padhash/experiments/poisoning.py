@@ -22,7 +22,8 @@ Every rung also reports `asr_clean_db`: the poisoned victim searching the clean 
 training split under the paper presets): did the trigger's own code move, or only the poisons next to it?
 
 Frozen backbones: one FeatureCache (RUN/features, or `feature_cache`) serves victims and surrogates, so only new
-images (poisons, triggers) pass the backbone. Configs: poisoning_config; evaluation: poisoning_eval.
+images (poisons, triggers) pass the backbone. Configs: poisoning_config; one trial: poisoning_trial; scores:
+padhash.metrics.poisoning.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from padhash.attacks.poisoning import craft_poisons
-from padhash.attacks.poisoning.bases import largest_gradient_bases
+from padhash.attacks.poisoning.bases import base_pool, choose_bases
 from padhash.attacks.poisoning.pairs import target_vector
 from padhash.config import to_dict
 from padhash.errors import PadhashError
@@ -44,9 +45,7 @@ from padhash.experiments.poisoning_config import (  # noqa: F401  (re-exported: 
     CRAFTED, DEMO_CONFIG, METHODS, PUBLIC_INIT, PoisoningConfig, config_from_dict, digest, load_poisoning_config,
     surrogate_members,
 )
-from padhash.experiments.skeleton import DatasetCache, apply_point, sweep_points, trial_key
-from padhash.experiments.poisoning_eval import evaluate, poison_codes, poison_quality
-from padhash.reports.grids import poison_grids
+from padhash.experiments.skeleton import DatasetCache, trial_key
 from padhash.records import ResultsFile
 from padhash.io import atomic_write_json, load_tensors, save_tensors
 from padhash.rng import derive_seed
@@ -58,11 +57,12 @@ from padhash.validate import available_device
 class PoisoningRun:
     """One run directory: shared models (clean victims, surrogates) are cached by the config pieces they depend on."""
 
-    def __init__(self, cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True):
+    def __init__(self, cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True, results: bool = True):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.progress = progress
-        self.results = ResultsFile(self.out, to_dict(cfg))
+        self.results = ResultsFile(self.out, to_dict(cfg)) if results else None  # a worker's run writes no results
+        self._models: dict[str, Any] = {}  # trained or loaded once per process
         self.device = available_device(cfg.device, "device")
         self._data = DatasetCache()
         self._codes_cache: dict[str, dict] = {}
@@ -93,15 +93,19 @@ class PoisoningRun:
         return model.to(self.device)
 
     def _train(self, name: str, train_split, num_classes: int, tcfg, *, init: str | None, loss=None,
-               snapshots: list[int] | None = None):
+               snapshots: list[int] | None = None, keep: bool = False):
         """From scratch (the trainer seeds the initialisation from tcfg.seed) or fine-tuned from `init`; the weights
         after the `snapshots` epochs are kept beside the checkpoint (`_snapshot`)."""
         from padhash.hashing import train_hash_model
 
+        if name in self._models:
+            return self._models[name]
         model = self._init_model(tcfg, train_split.image_size, init) if init is not None else None
         model = train_hash_model(train_split, num_classes, tcfg, model=model, loss=loss,
                                  checkpoint_dir=self.out / "models" / name, progress=self.progress,
                                  feature_cache=self.features, snapshot_epochs=tuple(snapshots or ()))
+        if keep:  # a model many trials share (the clean victim), kept in memory once per process
+            self._models[name] = model.eval()
         return model.eval()
 
     def _snapshot(self, name: str, tcfg, image_size: int, epoch: int):
@@ -141,14 +145,20 @@ class PoisoningRun:
         ds = self.dataset(cfg.data)
         tcfg = self.victim_recipe(cfg, seed)
         name = f"victim-clean-{digest(cfg.data, tcfg, cfg.victim_init)}"
-        return self._train(name, ds.train, ds.num_classes, tcfg, init=cfg.victim_init)
+        return self._train(name, ds.train, ds.num_classes, tcfg, init=cfg.victim_init, keep=True)
 
     def surrogates(self, cfg: PoisoningConfig, seed: int) -> tuple[list, list]:
         """The attacker's model(s) and their own hashing losses, trained on the stolen subset (or another data set)."""
+        cfg = self.with_public(cfg, seed)
+        memo = f"surrogates-{seed}-{digest(cfg)}"  # the models with the losses they trained with, once per process
+        if memo not in self._models:
+            self._models[memo] = self._train_surrogates(cfg, seed)
+        return self._models[memo]
+
+    def _train_surrogates(self, cfg: PoisoningConfig, seed: int) -> tuple[list, list]:
         from padhash.data import stolen_subset
         from padhash.hashing import make_loss
 
-        cfg = self.with_public(cfg, seed)
         s, v = cfg.surrogate, cfg.victim
         attacker_seed = derive_seed(seed, "attacker")
         if s.data is not None:
@@ -198,17 +208,17 @@ class PoisoningRun:
             self._codes_cache[name] = encode(model, images_or_split, device=self.cfg.device).cpu()
         return self._codes_cache[name]
 
-    # -- the experiment
-    def run(self) -> dict:
-        cfg = self.cfg
-        for point, _ in sweep_points(cfg):  # one axis at most (validated)
-            (axis, value), = point.items() if point else [(None, None)]
-            vcfg = apply_point(cfg, point)
-            for seed in cfg.seeds:
-                self._run_seed(vcfg, seed, axis, value)
+    # -- the experiment: plan the trials, prepare what they share here, run them on the executor
+    def run(self, executor=None) -> dict:
+        from padhash.executors import ExecutorConfig, gpus_per_trial, run_trials
+        from padhash.experiments.poisoning_trial import plan_trials, poisoning_trial
+
+        trials = plan_trials(self)
+        run_trials(trials, poisoning_trial, executor or ExecutorConfig(), self.results, progress=self.progress,
+                   gpus_per_trial=gpus_per_trial(self.cfg.device))
         return ResultsFile.load(self.out)
 
-    def _pairs(self, cfg: PoisoningConfig, seed: int) -> list[dict]:
+    def pairs(self, cfg: PoisoningConfig, seed: int) -> list[dict]:
         from padhash.attacks.poisoning.pairs import choose_pairs
 
         return choose_pairs(self.dataset(cfg.data).query.labels, cfg.pairs, cfg.attack.target_classes,
@@ -217,92 +227,26 @@ class PoisoningRun:
     def _trial_key(self, axis, value, seed, pair_no, method) -> str:
         return trial_key(f"{axis}={value}" if axis else "", f"seed={seed}", f"pair={pair_no}", method)
 
-    def _run_seed(self, cfg: PoisoningConfig, seed: int, axis: str | None, value: Any) -> None:
-        from padhash.metrics import map_at_k
-
-        pairs = self._pairs(cfg, seed)
-        keys = {(p, m): self._trial_key(axis, value, seed, p, m) for p in range(len(pairs)) for m in cfg.methods}
-        if all(self.results.has(k) for k in keys.values()):
-            return
+    def prepare(self, cfg: PoisoningConfig, seed: int, pairs: list[dict], pending: dict[int, list[str]]):
+        """Trains what a seed's pending trials ({pair: methods}) share, once, into the run folder: the public model,
+        the clean victim, the surrogates, each pair's bases; returns cfg with the public model resolved."""
         cfg = self.with_public(cfg, seed)
         ds = self.dataset(cfg.data)
         if any(m != "none" for m in cfg.methods):  # a budget the attacker cannot fill fails before any training
             for pair in pairs:
                 self._base_pool(cfg, seed, target_vector(pair, ds.num_classes))
-        victim = self.clean_victim(cfg, seed)
-        vtag = f"victim-clean-{digest(cfg.data, self.victim_recipe(cfg, seed), cfg.victim_init)}"
-        db_codes = self.codes(vtag + "/db", victim, ds.database)
-        q_codes = self.codes(vtag + "/query", victim, ds.query)
-        clean_map = map_at_k(q_codes, db_codes, ds.query.labels, ds.database.labels, cfg.eval.map_topk)
-        in_db = self.poisons_in_database(cfg)
-        surrogate = None
-        for p, pair in enumerate(pairs):
-            if all(self.results.has(keys[(p, m)]) for m in cfg.methods):
-                continue
-            triggers = ds.query.images(pair["triggers"]).to(self.device)
-            target = target_vector(pair, ds.num_classes)
-            before = evaluate(cfg, seed, p, victim, db_codes, ds.database, triggers, target)
-            base_idx = None
-            for method in cfg.methods:
-                key = keys[(p, method)]
-                if self.results.has(key):
-                    continue
-                record = {"key": key, "method": method, "seed": seed, "victim_seed": self.victim_recipe(cfg, seed).seed,
-                          "attacker_seed": derive_seed(seed, "attacker"), "pair_index": p,
-                          "trigger_index": pair["triggers"][0], "trigger_indices": pair["triggers"],
-                          "target_class": pair["targets"][0], "target_classes": pair["targets"],
-                          "source_classes": ds.query.labels[pair["triggers"][0]].nonzero().flatten().tolist(),
-                          "map": clean_map, "trigger_dist_target_before": before["trigger_dist_target"],
-                          "target_fraction_before": before["target_fraction"], "poisons_in_database": in_db}
-                if axis:
-                    record["sweep_axis"], record["sweep_value"] = axis, value
-                needs_surrogate = method in CRAFTED or cfg.attack.base_selection == "gradient_norm"
-                append_bases = method == "none" and in_db and ds.train is not ds.database
-                if surrogate is None and needs_surrogate and (method != "none" or append_bases):
-                    surrogate = self.surrogates(cfg, seed)
-                if base_idx is None and (method != "none" or append_bases):
-                    base_idx = self._choose_bases(cfg, seed, p, target, surrogate)
-                if method == "none":
-                    # the unperturbed bases leave the training set as it is: the clean victim, searching the clean
-                    # database, or (poisons appended to a separate database) that database plus the bases
-                    none_eval, database, none_map = before, ds.database, clean_map
-                    if append_bases:
-                        database = self.search_database(cfg, ds.train, base_idx, ds.train.images(base_idx))
-                        codes = self.codes(f"{vtag}/db+bases-{key}", victim, database)
-                        none_eval = evaluate(cfg, seed, p, victim, codes, database, triggers, target)
-                        none_map = map_at_k(q_codes, codes, ds.query.labels, database.labels, cfg.eval.map_topk)
-                    record.update(alpha=None, poison_count=0, map_poisoned=none_map, database_size=len(database),
-                                  **none_eval, asr_clean_db=before["asr"],
-                                  target_fraction_clean_db=before["target_fraction"])
-                    self.results.add(record)
-                    continue
-                bases = ds.train.images(base_idx).to(self.device)
-                poisons, craft_info = self._poisons(cfg, seed, key, method, bases, base_idx, triggers, target, surrogate)
-                poisoned_train, pvictim, pv_name = self.poisoned_victim(cfg, seed, key, base_idx, poisons)
-                database = self.search_database(cfg, poisoned_train, base_idx, poisons)
-                p_db = self.codes(f"{pv_name}/db-{'poisoned' if in_db else 'clean'}", pvictim, database)
-                p_query = self.codes(pv_name + "/query", pvictim, ds.query)
-                after = evaluate(cfg, seed, p, pvictim, p_db, database, triggers, target)
-                clean_view = after
-                if database is not ds.database:  # the clean-database view: the poisoned victim, unpoisoned database
-                    clean_codes = self.codes(pv_name + "/clean-view", pvictim, ds.database)
-                    clean_view = evaluate(cfg, seed, p, pvictim, clean_codes, ds.database, triggers, target)
-                record.update(alpha=cfg.attack.alpha if method == "padhash" else (0.0 if method == "witches_brew" else None),
-                              poison_count=len(base_idx), poison_indices=[int(i) for i in base_idx],
-                              database_size=len(database),
-                              map_poisoned=map_at_k(p_query, p_db, ds.query.labels, database.labels, cfg.eval.map_topk),
-                              **after, **craft_info, asr_clean_db=clean_view["asr"],
-                              target_fraction_clean_db=clean_view["target_fraction"],
-                              **poison_quality(bases, poisons),
-                              **poison_codes(cfg.device, database, pvictim, p_db, poisons, record["source_classes"], target,
-                                                   "victim"))
-                if surrogate is not None and method in CRAFTED:
-                    s_db = self.codes(f"surrogate-{seed}-{digest(cfg.data, cfg.surrogate, cfg.victim)}/db", surrogate[0][0], ds.database)
-                    record.update(poison_codes(cfg.device, ds.database, surrogate[0][0], s_db, poisons,
-                                                     record["source_classes"], target, "surrogate"))
-                self.results.add(record)
-                poison_grids(self.out, cfg.device, key, bases, poisons, triggers, (ds.database, database), victim, pvictim, db_codes,
-                                  p_db, target)
+        self.clean_victim(cfg, seed)
+        for p, methods in pending.items():
+            if any(m in CRAFTED for m in methods):
+                self.surrogates(cfg, seed)
+            if any(self.needs_bases(cfg, m) for m in methods):
+                self.bases(cfg, seed, p, target_vector(pairs[p], ds.num_classes))
+        return cfg
+
+    def needs_bases(self, cfg: PoisoningConfig, method: str) -> bool:
+        """Every rung but `none` swaps bases; `none` appends them, unperturbed, to a separate searched database."""
+        ds = self.dataset(cfg.data)
+        return method != "none" or (self.poisons_in_database(cfg) and ds.train is not ds.database)
 
     # -- pieces of a trial
     def budget(self, cfg: PoisoningConfig) -> int:
@@ -327,33 +271,32 @@ class PoisoningRun:
         return poisons
 
     def _base_pool(self, cfg, seed, target) -> torch.Tensor:
-        """The target-class images poisons may start from: the victim's training split, or the stolen part of it;
-        one-line error when the poison budget exceeds them."""
+        """The target-class images poisons may start from; one-line error when the poison budget exceeds them."""
         from padhash.data import stolen_subset
-        from padhash.metrics import carries_target
 
-        ds = self.dataset(cfg.data)
-        pool = torch.nonzero(carries_target(ds.train.labels, target, cfg.eval.match)).flatten()
+        ds, n = self.dataset(cfg.data), self.budget(cfg)
+        stolen = None
         if cfg.attack.bases_from == "stolen":
             stolen = set(stolen_subset(ds.train, cfg.surrogate.stolen_fraction, derive_seed(seed, "attacker")).tolist())
-            pool = torch.tensor([int(i) for i in pool if int(i) in stolen], dtype=torch.long)
-        n = self.budget(cfg)
+        pool = base_pool(ds.train.labels, target, cfg.eval.match, stolen)
         if len(pool) < n:
             raise PadhashError(f"attack: budget of {n} poisons exceeds the {len(pool)} target-class images available "
                                f"(bases_from={cfg.attack.bases_from})")
         return pool
 
-    def _choose_bases(self, cfg, seed, pair_no, target, surrogate) -> list[int]:
-        """Target-class images of the victim's training split (or of the stolen part), random or by gradient norm."""
-        ds = self.dataset(cfg.data)
-        pool, n = self._base_pool(cfg, seed, target), self.budget(cfg)
-        rng = np.random.default_rng(derive_seed(seed, "bases", pair_no))
-        if cfg.attack.base_selection == "random":
-            chosen = rng.choice(len(pool), n, replace=False)
-        else:  # Witches' Brew's gradient-norm selection, on the first surrogate
-            chosen = largest_gradient_bases(surrogate[0][0], surrogate[1][0], ds.train, pool.tolist(), n,
-                                            cfg.attack.params, self.device)
-        return sorted(int(pool[int(i)]) for i in chosen)
+    def bases(self, cfg, seed, pair_no, target) -> list[int]:
+        """The pair's bases (random, or by gradient norm on the first surrogate), chosen once and kept in RUN/bases
+        so every rung of the pair, in any worker, swaps the same images."""
+        path = self.out / "bases" / f"{digest(cfg, seed, pair_no)}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        surrogate = self.surrogates(cfg, seed) if cfg.attack.base_selection == "gradient_norm" else None
+        chosen = choose_bases(self._base_pool(cfg, seed, target), self.budget(cfg), cfg.attack.base_selection,
+                              np.random.default_rng(derive_seed(seed, "bases", pair_no)),
+                              surrogate and (surrogate[0][0], surrogate[1][0]), self.dataset(cfg.data).train,
+                              cfg.attack.params, self.device)
+        atomic_write_json(path, chosen)
+        return chosen
 
     def _poisons(self, cfg, seed, key, method, bases, base_idx, triggers, target, surrogate):
         """The images swapped in for the bases; crafted ones are saved so a resumed run does not craft them again."""
@@ -381,11 +324,12 @@ class PoisoningRun:
 
 
 @owns_run_folder()
-def run_poisoning(cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True) -> dict:
-    """Run (or resume) the experiment in out_dir; writes results.json, report.md and figures/."""
+def run_poisoning(cfg: PoisoningConfig, out_dir: str | Path, progress: bool = True, executor=None) -> dict:
+    """Run (or resume) the experiment in out_dir; writes results.json, report.md and figures/. One trial per
+    (sweep point, seed, pair, method), run on `executor` (padhash.executors.ExecutorConfig; default: here)."""
     from padhash.reports.poisoning import write_poisoning_report
 
     out_dir = Path(out_dir)
-    results = PoisoningRun(cfg, out_dir, progress=progress).run()
+    results = PoisoningRun(cfg, out_dir, progress=progress).run(executor)
     write_poisoning_report(out_dir)
     return results

@@ -22,7 +22,6 @@ METHODS = registry.names("poisoning")   # from the registry (padhash.experiments
 CRAFTED = tuple(m.name for m in registry.methods("poisoning") if m.role == "attack")  # poisons by gradient matching
 BASES_FROM = ("train", "stolen")
 BASE_SELECTIONS = ("random", "gradient_norm")
-THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 POISONS_IN_DATABASE = ("auto", True, False)
 # Pairwise losses: over the trigger alone their only pair is (trigger, trigger), so G_v = ∇θ L(f(x_v), y_t) does not
 # depend on y_t at all (measured: identical G_v for targets 3 and 7); crafting against them is refused.

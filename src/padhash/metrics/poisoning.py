@@ -1,4 +1,4 @@
-"""Evaluating a PADHASH trial: ASR@K of the triggers (clean, noisy, JPEG), poison codes and quality, figures.
+"""Scoring a PADHASH trial: ASR@K of the triggers (clean, noisy, JPEG), poison codes and quality.
 
 ASR follows PADHASH: a trigger succeeds when MORE than `eval.threshold` of its top-K carries the target label
 (padhash.metrics.asr_at_k, strict). Functions of their inputs only, so an executor can call them per trial.
@@ -10,9 +10,10 @@ from typing import Any
 import torch
 
 from padhash.defenses.preprocess import gaussian_noise, jpeg
-from padhash.experiments.poisoning_config import THRESHOLDS
 from padhash.retrieval import hamming_distance
 from padhash.rng import derive_seed
+
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # asr_at_threshold: ASR at each of these
 
 
 def evaluate(cfg, seed, pair_no, model, db_codes, database, triggers, target) -> dict:
