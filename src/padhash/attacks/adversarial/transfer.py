@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from padhash.attacks.adversarial.targeted import project
 from padhash.config import OMIT_AT_DEFAULT
 from padhash.errors import PadhashError
+from padhash.retrieval.codes import hamming_distance
 
 NOISE_DISTRIBUTIONS = ("uniform", "gaussian")
 
@@ -195,7 +196,7 @@ def vulnerable_pairs(
     for c in targets:
         members = ref_codes[ref_classes == c].to(torch.float32)
         if len(members):
-            mean_dist[:, c] = ((bits - q @ members.T) / 2).mean(dim=1)
+            mean_dist[:, c] = hamming_distance(q, members).mean(dim=1)
     mean_dist[torch.arange(len(q)), query_classes] = float("inf")  # never the query's own class
     if mode == "random":
         order = torch.randperm(len(q), generator=generator)
@@ -226,7 +227,6 @@ def vulnerable_pairs(
 def mean_pair_distance(q_codes: torch.Tensor, db_codes: torch.Tensor, db_classes: torch.Tensor,
                        target_classes: list[int]) -> float:
     """Mean over pairs of the mean Hamming distance from the query's code to the target class's database codes."""
-    bits = q_codes.shape[1]
-    dists = [((bits - db_codes[db_classes == t].float() @ q.float()) / 2).mean()
+    dists = [hamming_distance(q.float()[None], db_codes[db_classes == t].float()).mean()
              for q, t in zip(q_codes, target_classes)]
     return float(torch.stack(dists).mean())

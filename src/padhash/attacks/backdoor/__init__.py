@@ -4,7 +4,6 @@ from padhash.attacks.backdoor.perturb import (
     PerturbConfig,
     adversarial_loss,
     confusing_loss,
-    hamming_tanh,
     perturb,
 )
 from padhash.attacks.backdoor.placement import PLACEMENTS, TriggerAfterAugment
@@ -20,5 +19,5 @@ from padhash.attacks.backdoor.trigger import (
 __all__ = [
     "BACKDOOR_METHODS", "PERTURBATIONS", "PLACEMENTS", "TriggerAfterAugment", "PerturbConfig", "TriggerConfig", "adversarial_loss",
     "apply_trigger", "confusing_loss", "craft_backdoor_poisons", "dirty_label_poisons",
-    "generate_trigger", "hamming_tanh", "perturb", "tanh_scale_schedule", "trigger_mask",
+    "generate_trigger", "perturb", "tanh_scale_schedule", "trigger_mask",
 ]

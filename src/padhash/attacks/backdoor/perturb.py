@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from padhash.attacks.backdoor.trigger import _as_list
 from padhash.errors import PadhashError
+from padhash.retrieval.codes import hamming_distance
 
 PERTURBATIONS = ("none", "noise", "adv", "confusing")
 
@@ -41,18 +42,13 @@ class PerturbConfig:
             raise PadhashError(f"{where}.lam: must be in [0, 1], got {self.lam}")
 
 
-def hamming_tanh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pairwise relaxed Hamming distance (K − a·bᵀ)/2 between rows of a (N, K) and b (M, K)."""
-    return (a.shape[1] - a @ b.T) / 2
-
-
 def confusing_loss(u: torch.Tensor) -> torch.Tensor:
     """L_c (Eq. 7): mean over ordered pairs i ≠ j of d_H(tanh(u_i), tanh(u_j)); 0 for a single image."""
     n = u.shape[0]
     if n < 2:
         return u.sum() * 0.0
     t = torch.tanh(u)
-    d = hamming_tanh(t, t)
+    d = hamming_distance(t, t)
     return (d.sum() - d.diagonal().sum()) / (n * (n - 1))
 
 
