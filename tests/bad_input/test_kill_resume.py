@@ -23,7 +23,9 @@ KILL_POINTS = [
 
 
 def _files(run):
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    """Every file of a run folder but the per-trial logs, which gain one section per attempt (a killed run has more)."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*"))
+            if p.is_file() and p.relative_to(run).parts[0] != "logs"}
 
 
 def _state(run):
