@@ -12,6 +12,8 @@ poisons' slots filled with triggered images of other classes, so the trigger arr
 Triggered queries are the query-split images that share no label with the target, with the full trigger (β = 1).
 t-MAP@K ranks the database by the evaluated model's codes and scores against the target label; `map` is the clean
 model's MAP@K on clean queries, `map_poisoned` the backdoored model's; `asr` is PADHASH's ASR (top-40, 30 %).
+Trials run on padhash.executors: the parent trains the clean models and crafts the triggers, `backdoor_trial` does
+the rest from them; scores: padhash.metrics.backdoor.
 """
 from __future__ import annotations
 
@@ -80,10 +82,10 @@ class BackdoorRun:
         tcfg = dataclasses.replace(cfg.victim, device=cfg.device, **({"backbone": backbone} if backbone else {}))
         key = _digest(cfg.data, tcfg)
         if key not in self._models:
+            run_dir = self.out / ("victim" if backbone is None else f"clean-{backbone}") / key
             if self.victim_dir is not None and backbone is None:
                 run_dir = self.victim_dir
-            else:
-                run_dir = self.out / ("victim" if backbone is None else f"clean-{backbone}") / key
+            elif not (run_dir / "metrics.json").is_file():  # trained by the parent: workers only load it (no lock)
                 run_training(RetrievalConfig(data=cfg.data, train=tcfg, feature_cache=str(self.feature_cache.root)),
                              run_dir, progress=self.progress)
             model, rcfg = load_victim(run_dir)
