@@ -8,8 +8,8 @@ but its arguments and on-disk caches safe to share or rebuild, and must not writ
 does, so a lock on the run folder taken by the command covers the workers too. Trials whose record exists are
 skipped (resume); finished records are written as they arrive and put in the order of `trials` at the end, so the
 file is byte-identical whichever executor ran it (and whichever order trials finished in). Wired: the PADHASH,
-DHTA and transfer runners; to wire another (CIBA, defenses), make one trial per key, a picklable config per trial,
-and replace the loop over keys with one `run_trials` call.
+DHTA, transfer and CIBA runners; to wire another, make one trial per key, a picklable config per trial, and
+replace the loop over keys with one `run_trials` call.
 
 Faults. A worker lost mid-trial (killed, out of memory, node gone) costs that trial only: it is retried up to
 `retries` times. An exception raised by a trial is not retried (same seed, same error): the other trials go on, its

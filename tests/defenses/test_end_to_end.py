@@ -69,12 +69,16 @@ def test_defenses_reuse_the_padhash_runs_poisoned_victim(tmp_path):
     assert spectral["poisons_removed"] + spectral["poisons_kept"] == 8
 
 
-def test_defend_refuses_an_executor_for_ciba_poisons(tmp_path):
-    from padhash.cli import main
+@pytest.mark.slow
+def test_defend_runs_the_ciba_attack_stage_on_processes_to_the_same_bytes(tmp_path):
+    from padhash.executors import ExecutorConfig
 
-    # one-line error, exit code 2, before anything trains
-    assert main(["defend", "preprocess", "--out", str(tmp_path / "run"), "--executor", "processes"]) == 2
-    assert not (tmp_path / "run" / "attack").exists()
+    runs = {}
+    for kind in ("local", "processes"):
+        results = run_defense(defense_config_from_dict(dict(TINY)), tmp_path / kind, ["preprocess"],
+                              progress=False, executor=ExecutorConfig(kind, workers=2, threads=1))
+        runs[kind] = ((tmp_path / kind / "attack" / "results.json").read_bytes(), results["trials"])
+    assert runs["processes"] == runs["local"]
 
 
 @pytest.mark.slow

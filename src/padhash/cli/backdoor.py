@@ -25,13 +25,14 @@ def register(commands) -> None:
         p.add_argument("--config", default=None, help="YAML config (configs/ciba-*.yaml); default: digits defaults")
         p.add_argument("--out", default=f"runs/{name}", help=f"run folder (default runs/{name}); resumes")
         _common(p)
+        add_executor_options(p)
         p.set_defaults(func=_attack, ladder=name)
     for name, text in DEFENSE_HELP.items():
         p = commands.defend.add_parser(name, help=f"{text}; no --config = CIBA poisons on digits")
         p.add_argument("--config", default=None, help="YAML config (configs/defend-*.yaml)")
         p.add_argument("--out", default=f"runs/defend-{name}", help=f"run folder (default runs/defend-{name})")
         _common(p)
-        add_executor_options(p)  # for the PADHASH attack stage (source: padhash)
+        add_executor_options(p)  # for the attack stage (CIBA or PADHASH poisons)
         p.set_defaults(func=_defend, defense=name)
 
 
@@ -57,6 +58,7 @@ def _attack(args) -> int:
     from padhash.reports.backdoor import report_tables
 
     data = load_yaml(args.config) if args.config else {}
+    executor = executor_from_args(args, data)  # the config's executor: section, left out of results.json
     if not registry.get(FAMILY, args.ladder).baselines or "methods" not in data:  # the full ladder: config may pick
         data["methods"] = registry.ladder(FAMILY, args.ladder)
     if args.device:
@@ -64,7 +66,7 @@ def _attack(args) -> int:
     if args.victim:
         data.update(_victim_overrides(args))
     cfg = config_from_dict(data, Path(args.config).name if args.config else "defaults")
-    results = run_backdoor(cfg, args.out, victim_dir=args.victim, progress=not args.no_progress)
+    results = run_backdoor(cfg, args.out, victim_dir=args.victim, progress=not args.no_progress, executor=executor)
     print("\n".join(report_tables(results)))
     print(f"full report: {Path(args.out) / 'report.md'}")
     return 0
@@ -74,8 +76,6 @@ def _defend(args) -> int:
     from padhash.config import load_yaml
     from padhash.experiments.defenses import defense_config_from_dict, run_defense
     from padhash.reports.defenses import report_tables
-
-    from padhash.errors import PadhashError
 
     data = load_yaml(args.config) if args.config else {}
     executor = executor_from_args(args, data)  # the config's executor: section, left out of results.json
@@ -87,9 +87,6 @@ def _defend(args) -> int:
         attack.update(_victim_overrides(args))
     data["attack"] = attack
     cfg = defense_config_from_dict(data, Path(args.config).name if args.config else "defaults")
-    if cfg.source != "padhash" and executor.kind != "local":
-        raise PadhashError(f"--executor {executor.kind}: only the PADHASH attack stage (source: padhash) runs on an "
-                           "executor; CIBA poisons are made in process")
     results = run_defense(cfg, args.out, [args.defense], victim_dir=args.victim, progress=not args.no_progress,
                           executor=executor)
     print("\n".join(report_tables(results)))

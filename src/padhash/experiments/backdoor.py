@@ -12,11 +12,12 @@ poisons' slots filled with triggered images of other classes, so the trigger arr
 Triggered queries are the query-split images that share no label with the target, with the full trigger (β = 1).
 t-MAP@K ranks the database by the evaluated model's codes and scores against the target label; `map` is the clean
 model's MAP@K on clean queries, `map_poisoned` the backdoored model's; `asr` is PADHASH's ASR (top-40, 30 %).
+Trials run on padhash.executors: the parent trains the clean models and crafts the triggers, `backdoor_trial` does
+the rest from them; scores: padhash.metrics.backdoor.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,7 @@ from padhash.attacks.backdoor import (
 )
 from padhash.config import to_dict
 from padhash.errors import PadhashError
-from padhash.hashing import encode
-from padhash.metrics import codes_map, triggered_scores
+from padhash.metrics.backdoor import Evaluator, triggered_query_indices
 from padhash.runs import owns_run_folder
 from padhash.records import ResultsFile
 from padhash.experiments.skeleton import DatasetCache, trial_key
@@ -45,42 +45,7 @@ from padhash.rng import derive_seed
 from padhash.experiments.backdoor_config import (  # noqa: F401  (config_from_dict etc. re-exported)
     METHODS, BackdoorConfig, BackdoorEvalConfig, _digest, config_from_dict, load_backdoor_config, with_value,
 )
-
-
-# ------------------------------------------------------------------------------------------------ evaluation
-@dataclass
-class Evaluator:
-    """Scores one model: MAP@K of clean queries, t-MAP@K and ASR of triggered queries, against its own database codes."""
-
-    dataset: Any
-    eval: BackdoorEvalConfig
-    device: str = "cpu"
-
-    def codes(self, model, images_or_split) -> torch.Tensor:
-        return encode(model, images_or_split, device=self.device).cpu()
-
-    def clean_map(self, model, db_codes: torch.Tensor, queries: torch.Tensor | None = None) -> float:
-        """MAP@K of the query split (or `queries`: the same images transformed, e.g. JPEG) vs their own labels."""
-        ds, e = self.dataset, self.eval
-        q_codes = self.codes(model, ds.query if queries is None else queries)
-        return codes_map(q_codes, db_codes, ds.query.labels, ds.database.labels, e.topk, drop_empty=e.drop_empty)
-
-    def triggered(self, model, db_codes: torch.Tensor, queries: torch.Tensor, target: torch.Tensor) -> dict:
-        """t-MAP@K and ASR of `queries` (already carrying the trigger) towards the multi-hot `target`."""
-        e = self.eval
-        return triggered_scores(self.codes(model, queries), db_codes, self.dataset.database.labels, target,
-                                topk=e.topk, asr_topk=e.asr_topk, asr_threshold=e.asr_threshold,
-                                drop_empty=e.drop_empty)
-
-
-def triggered_query_indices(query_labels: torch.Tensor, target: torch.Tensor, max_queries: int | None,
-                            seed: int) -> torch.Tensor:
-    """Queries sharing no label with the target (CIBA's selection), a seeded subset of at most `max_queries`."""
-    pool = torch.nonzero(~(query_labels[:, target > 0] > 0).any(1)).flatten()
-    if max_queries is not None and len(pool) > max_queries:
-        rng = np.random.default_rng(seed)
-        pool = pool[torch.as_tensor(np.sort(rng.choice(len(pool), max_queries, replace=False)))]
-    return pool
+from padhash.executors import TrialSpec, per_process
 
 
 # ---------------------------------------------------------------------------------------------------- the runner
@@ -88,12 +53,13 @@ class BackdoorRun:
     """One run folder: clean models, triggers and poisons are cached on disk, so a killed run resumes."""
 
     def __init__(self, cfg: BackdoorConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
-                 progress: bool = True):
+                 progress: bool = True, results: bool = True):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.victim_dir = Path(victim_dir) if victim_dir else None
         self.progress = progress
-        self.results = ResultsFile(self.out, {**to_dict(cfg), "victim_run": str(victim_dir) if victim_dir else None})
+        self.results = ResultsFile(self.out, {**to_dict(cfg), "victim_run": str(victim_dir) if victim_dir else None}) \
+            if results else None
         self._data = DatasetCache()
         self._models: dict[str, Any] = {}
         self.feature_cache = FeatureCache(cfg.feature_cache or self.out / "features", progress=progress)
@@ -116,10 +82,10 @@ class BackdoorRun:
         tcfg = dataclasses.replace(cfg.victim, device=cfg.device, **({"backbone": backbone} if backbone else {}))
         key = _digest(cfg.data, tcfg)
         if key not in self._models:
+            run_dir = self.out / ("victim" if backbone is None else f"clean-{backbone}") / key
             if self.victim_dir is not None and backbone is None:
                 run_dir = self.victim_dir
-            else:
-                run_dir = self.out / ("victim" if backbone is None else f"clean-{backbone}") / key
+            elif not (run_dir / "metrics.json").is_file():  # trained by the parent: workers only load it (no lock)
                 run_training(RetrievalConfig(data=cfg.data, train=tcfg, feature_cache=str(self.feature_cache.root)),
                              run_dir, progress=self.progress)
             model, rcfg = load_victim(run_dir)
@@ -211,112 +177,129 @@ class BackdoorRun:
         digest = _digest(cfg.data, cfg.victim, cfg.trigger, cfg.perturb, cfg.blend, cfg.poison_count, cfg.seed)
         return self.out / "poisons" / f"{tag}-{method}-t{target}-{digest}-v2.safetensors"
 
-    # -- the experiment
-    def run(self) -> dict:
+    def crafters(self, cfg: BackdoorConfig, column: str | None, setting: str) -> tuple[str, list]:
+        """(tag, backbones) of the clean models that craft a trial's trigger and poisons: the victim's own (None) in
+        Table 1; in the transfer study the ensemble, less the victim's backbone when it is held out."""
+        if column is None:
+            return "victim", [None]
+        names = [b for b in cfg.transfer.backbones if setting != "holdout" or b != column]
+        return "ens-" + "+".join(names), names
+
+    # -- the experiment: plan the trials, prepare what they share here, run them on the executor
+    def run(self, executor=None) -> dict:
+        from padhash.executors import ExecutorConfig, gpus_per_trial, run_trials
+        from padhash.reports.backdoor import write_backdoor_report
+
         cfg = self.cfg
         axis, values = next(iter(cfg.sweep.items()), (None, [None]))
         if self.victim_dir is not None and axis and axis.split(".")[0] in ("victim", "data"):
             raise PadhashError(f"sweep.{axis}: a sweep over the victim or the data needs its own victims; drop --victim")
-        for value in values:
-            vcfg = with_value(cfg, axis, value) if axis else cfg
-            if cfg.transfer.backbones:
-                self._run_transfer(vcfg, axis, value)
-            else:
-                self._run_targets(vcfg, axis, value)
-        from padhash.reports.backdoor import write_backdoor_report
-
+        trials = [t for v in values for t in self._plan(with_value(cfg, axis, v) if axis else cfg, axis, v)]
+        run_trials(trials, backdoor_trial, executor or ExecutorConfig(), self.results, progress=self.progress,
+                   gpus_per_trial=gpus_per_trial(cfg.device))
         write_backdoor_report(self.out)
         return ResultsFile.load(self.out)
+
+    def _plan(self, cfg: BackdoorConfig, axis, value) -> list[TrialSpec]:
+        """One sweep point's trials in results order (target, [victim backbone,] row); for the pending ones, trains
+        the clean models and crafts the triggers (and the transfer study's shared poisons) here, once."""
+        columns = cfg.transfer.backbones or [None]
+        rows = ["none", *cfg.transfer.settings] if cfg.transfer.backbones else cfg.methods
+        trials = []
+        for target in self.targets(cfg):
+            for column in columns:
+                for row in rows:
+                    key, _ = self._key(axis, value, f"target={target}", *([f"victim={column}"] if column else []), row)
+                    if not self.results.has(key):
+                        idx = self.poison_indices(cfg, target)
+                        tag, names = self.crafters(cfg, column, row)
+                        models = [self.clean_model(cfg, b) for b in names]
+                        patch = self.trigger(cfg, target, models, tag)
+                        self.clean_model(cfg, column)
+                        if column and row != "none":  # every victim backbone's trial uses the ensemble's poisons
+                            self.poisons(cfg, "ciba", target, idx, patch, models, tag)
+                    victim = self.victim_dir and str(self.victim_dir)
+                    trials.append(TrialSpec(key, BackdoorTrial(cfg, str(self.out), victim, target, row, column, axis,
+                                                               value)))
+        return trials
 
     def _key(self, axis, value, *parts) -> tuple[str, str]:
         label = f"{axis}={value}" if axis else ""
         return trial_key(label, *parts), (f"@{label}" if axis else "")
 
-    def _run_targets(self, cfg: BackdoorConfig, axis, value) -> None:
-        from padhash.metrics import psnr, ssim
 
-        ds = self.dataset(cfg.data)
-        for target in self.targets(cfg):
-            keys = {m: self._key(axis, value, f"target={target}", m) for m in cfg.methods}
-            if all(self.results.has(k) for k, _ in keys.values()):
-                continue
-            clean = self.clean_model(cfg)
-            ev = Evaluator(ds, cfg.eval, cfg.device)
-            clean_db = ev.codes(clean, ds.database)
-            clean_map = ev.clean_map(clean, clean_db)
-            target_vec = torch.zeros(ds.num_classes)
-            target_vec[target] = 1.0
-            q_idx = triggered_query_indices(ds.query.labels, target_vec, cfg.eval.max_queries,
-                                            derive_seed(cfg.seed, "queries", target))
-            patch = self.trigger(cfg, target, [clean], "victim")
-            queries = apply_trigger(ds.query.images(q_idx), patch, 1.0)
-            idx = self.poison_indices(cfg, target)
-            base = {"target_class": target, "poison_count": len(idx), "map": clean_map, "queries": len(q_idx),
-                    **({"sweep_axis": axis, "sweep_value": value} if axis else {})}
-            for method in cfg.methods:
-                key, suffix = keys[method]
-                if self.results.has(key):
-                    continue
-                record = {"key": key, "method": method + suffix, **base}
-                if method == "none":
-                    record.update(map_poisoned=clean_map, poison_count=0,
-                                  **ev.triggered(clean, clean_db, queries, target_vec))
-                else:
-                    poisons = self.poisons(cfg, method, target, idx, patch, [clean], "victim")
-                    originals = ds.train.images(idx)
-                    split, hook = self.poisoned_split(cfg, method, target, idx, patch, [clean], "victim")
-                    model = self.train_backdoored(f"{method}-t{target}-{_digest(key, cfg)}", cfg, split,
-                                                  after_augment=hook)
-                    db = ev.codes(model, ds.database)
-                    record.update(map_poisoned=ev.clean_map(model, db), **ev.triggered(model, db, queries, target_vec))
-                    if method != "label_flip":  # the ceiling's images are other pictures, not perturbed ones
-                        record.update(psnr=float(psnr(poisons, originals).mean()),
-                                      ssim=float(ssim(poisons, originals).mean()))
-                        if not axis:
-                            backdoor_grid(self.out, key, ds, originals, poisons, queries[:2], ev.codes(model, queries[:2]), db, target)
-                self.results.add(record)
+# ------------------------------------------------------------------------------------------------------ one trial
+@dataclasses.dataclass
+class BackdoorTrial:
+    """Everything one trial depends on besides the run folder's clean models, triggers and poisons (picklable)."""
+    cfg: BackdoorConfig        # the run's config at the sweep point
+    out: str
+    victim_dir: str | None
+    target: int
+    row: str                   # a Table 1 method, or (transfer study) a setting; `none`: the clean model, the floor
+    column: str | None = None  # the transfer study's victim backbone; None in Table 1
+    axis: str | None = None    # the sweep axis and value ((None, None) without a sweep)
+    value: Any = None
 
-    def _run_transfer(self, cfg: BackdoorConfig, axis, value) -> None:
-        """CIBA Table 4: trigger and confusing perturbations from several clean backbones; victims of each backbone."""
-        ds = self.dataset(cfg.data)
-        backbones = cfg.transfer.backbones
-        ev = Evaluator(ds, cfg.eval, cfg.device)
-        for target in self.targets(cfg):
-            target_vec = torch.zeros(ds.num_classes)
-            target_vec[target] = 1.0
-            q_idx = triggered_query_indices(ds.query.labels, target_vec, cfg.eval.max_queries,
-                                            derive_seed(cfg.seed, "queries", target))
-            idx = self.poison_indices(cfg, target)
-            for column in backbones:
-                for setting in ["none", *cfg.transfer.settings]:
-                    key, suffix = self._key(axis, value, f"target={target}", f"victim={column}", setting)
-                    if self.results.has(key):
-                        continue
-                    clean = self.clean_model(cfg, column)
-                    clean_db = ev.codes(clean, ds.database)
-                    record = {"key": key, "method": f"{'none' if setting == 'none' else 'ciba'}@{setting}:{column}{suffix}",
-                              "setting": setting, "victim_backbone": column, "target_class": target,
-                              "map": ev.clean_map(clean, clean_db)}
-                    crafters = backbones if setting != "holdout" else [b for b in backbones if b != column]
-                    record["crafters"] = list(crafters)  # which clean models made the trigger and poisons
-                    tag = "ens-" + "+".join(crafters)
-                    models = [self.clean_model(cfg, b) for b in crafters]
-                    patch = self.trigger(cfg, target, models, tag)
-                    queries = apply_trigger(ds.query.images(q_idx), patch, 1.0)
-                    if setting == "none":  # the clean victim under the ensemble's trigger: the floor
-                        record.update(map_poisoned=record["map"], **ev.triggered(clean, clean_db, queries, target_vec))
-                    else:
-                        split, hook = self.poisoned_split(cfg, "ciba", target, idx, patch, models, tag)
-                        model = self.train_backdoored(f"transfer-{column}-{setting}-t{target}-{_digest(key, cfg)}",
-                                                      cfg, split, backbone=column, after_augment=hook)
-                        db = ev.codes(model, ds.database)
-                        record.update(map_poisoned=ev.clean_map(model, db),
-                                      **ev.triggered(model, db, queries, target_vec), poison_count=len(idx))
-                    self.results.add(record)
+
+def worker_run(t: BackdoorTrial) -> BackdoorRun:
+    """One BackdoorRun per process for the run folder it works for (no results file: only the parent writes it)."""
+    return per_process((t.out, t.victim_dir, t.cfg.device, t.cfg.feature_cache),
+                       lambda: BackdoorRun(t.cfg, t.out, victim_dir=t.victim_dir, progress=False, results=False))
+
+
+def backdoor_trial(t: BackdoorTrial, key: str) -> dict:
+    """The record of one row on one target: the clean model under the trigger (`none`), or a backdoored victim."""
+    from padhash.metrics import psnr, ssim
+
+    run, cfg, target, column = worker_run(t), t.cfg, t.target, t.column
+    ds = run.dataset(cfg.data)
+    ev = Evaluator(ds, cfg.eval, cfg.device)
+    target_vec = torch.zeros(ds.num_classes)
+    target_vec[target] = 1.0
+    q_idx = triggered_query_indices(ds.query.labels, target_vec, cfg.eval.max_queries,
+                                    derive_seed(cfg.seed, "queries", target))
+    idx = run.poison_indices(cfg, target)
+    tag, names = run.crafters(cfg, column, t.row)
+    models = [run.clean_model(cfg, b) for b in names]
+    patch = run.trigger(cfg, target, models, tag)
+    queries = apply_trigger(ds.query.images(q_idx), patch, 1.0)
+    clean = run.clean_model(cfg, column)
+    clean_db = ev.codes(clean, ds.database)
+    clean_map = ev.clean_map(clean, clean_db)
+    suffix = f"@{t.axis}={t.value}" if t.axis else ""
+    if column is None:
+        method, name = t.row, f"{t.row}-t{target}-{_digest(key, cfg)}"
+        record = {"key": key, "method": method + suffix, "target_class": target, "poison_count": len(idx),
+                  "map": clean_map, "queries": len(q_idx),
+                  **({"sweep_axis": t.axis, "sweep_value": t.value} if t.axis else {})}
+    else:  # CIBA Table 4: trigger and poisons from the ensemble of clean backbones, a victim of backbone `column`
+        method = "none" if t.row == "none" else "ciba"
+        name = f"transfer-{column}-{t.row}-t{target}-{_digest(key, cfg)}"
+        record = {"key": key, "method": f"{method}@{t.row}:{column}{suffix}", "setting": t.row,
+                  "victim_backbone": column, "target_class": target, "map": clean_map, "crafters": list(names)}
+    if method == "none":
+        record.update(map_poisoned=clean_map, **({"poison_count": 0} if column is None else {}),
+                      **ev.triggered(clean, clean_db, queries, target_vec))
+        return record
+    split, hook = run.poisoned_split(cfg, method, target, idx, patch, models, tag)
+    model = run.train_backdoored(name, cfg, split, backbone=column, after_augment=hook)
+    db = ev.codes(model, ds.database)
+    record.update(map_poisoned=ev.clean_map(model, db), **ev.triggered(model, db, queries, target_vec))
+    if column is not None:
+        record["poison_count"] = len(idx)
+    elif method != "label_flip":  # the ceiling's images are other pictures, not perturbed ones
+        poisons, originals = run.poisons(cfg, method, target, idx, patch, models, tag), ds.train.images(idx)
+        record.update(psnr=float(psnr(poisons, originals).mean()), ssim=float(ssim(poisons, originals).mean()))
+        if not t.axis:
+            backdoor_grid(Path(t.out), key, ds, originals, poisons, queries[:2], ev.codes(model, queries[:2]), db,
+                          target)
+    return record
 
 
 @owns_run_folder()
 def run_backdoor(cfg: BackdoorConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
-                 progress: bool = True) -> dict:
-    """Run (or resume) a backdoor experiment into `out_dir`; returns the results.json contents."""
-    return BackdoorRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run()
+                 progress: bool = True, executor=None) -> dict:
+    """Run (or resume) a backdoor experiment into `out_dir`, one trial per (sweep point, target, [victim backbone,]
+    row) on `executor` (padhash.executors.ExecutorConfig; default: here); returns the results.json contents."""
+    return BackdoorRun(cfg, out_dir, victim_dir=victim_dir, progress=progress).run(executor)

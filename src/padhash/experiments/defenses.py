@@ -34,11 +34,10 @@ from padhash.runs import owns_run_folder
 from padhash.experiments.backdoor import (
     BackdoorEvalConfig,
     BackdoorRun,
-    Evaluator,
     _digest,
     config_from_dict as backdoor_config_from_dict,
-    triggered_query_indices,
 )
+from padhash.metrics.backdoor import Evaluator, triggered_query_indices
 from padhash.records import ResultsFile
 from padhash.rng import derive_seed
 
@@ -102,7 +101,7 @@ class DefenseRun:
     def __init__(self, cfg: DefenseConfig, out_dir: str | Path, *, victim_dir: str | Path | None = None,
                  progress: bool = True, executor=None):
         self.cfg = cfg
-        self.executor = executor  # where the PADHASH attack stage's trials run (padhash.executors; default: here)
+        self.executor = executor  # where the attack stage's trials run (padhash.executors; default: here)
         self.out = Path(out_dir)
         self.victim_dir = victim_dir
         self.progress = progress
@@ -118,7 +117,7 @@ class DefenseRun:
     def _ciba_sets(self) -> list[PoisonedSet]:
         bcfg = backdoor_config_from_dict({**self.cfg.attack, "methods": ["ciba"]}, "attack")
         run = BackdoorRun(bcfg, self.out / "attack", victim_dir=self.victim_dir, progress=self.progress)
-        run.run()  # trains (or resumes) the backdoored victims the defenses face
+        run.run(self.executor)  # trains (or resumes) the backdoored victims the defenses face
         ds = run.dataset(bcfg.data)
         clean = run.clean_model(bcfg)
         ev = Evaluator(ds, bcfg.eval, bcfg.device)
