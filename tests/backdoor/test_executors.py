@@ -7,21 +7,16 @@ import pytest
 import yaml
 
 from padhash.cli import main
-from padhash.executors import TEST_KILL_ENV, log_path
 from padhash.runs import LOCK_NAME
 from tests.backdoor.test_end_to_end import TINY
+from tests.experiments.test_executors import _attack as run_attack, _bytes, check_killed_worker
 
 KILLED = "target=2|tri"  # num_targets 1 on digits with seed 0 draws target 2 (asserted below)
 METHODS = ["none", "tri", "label_flip"]
 
 
 def _attack(root, out, executor, *extra):
-    return main(["attack", "ciba", "--config", str(root / "ciba.yaml"), "--out", str(out), "--no-progress",
-                 "--executor", executor, "--threads", "1", *extra])
-
-
-def _bytes(run):
-    return (run / "results.json").read_bytes()
+    return run_attack(root, out, executor, *extra, command="ciba")
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +51,7 @@ def test_executor_writes_the_local_bytes_and_survives_a_killed_worker(reference,
         pytest.importorskip("ray")
     out = tmp_path / executor
     _copy_shared(reference, out)
-    monkeypatch.setenv(TEST_KILL_ENV, KILLED)  # its worker SIGKILLs itself on the first attempt; the retry completes
-    assert _attack(reference, out, executor, "--workers", "2") == 0
-    assert _bytes(out) == _bytes(reference / "local")
-    assert log_path(out / "logs", KILLED).with_suffix(".killed").exists()
-    assert log_path(out / "logs", KILLED).read_text().count("--- trial") == 2  # killed attempt + retry
+    check_killed_worker(_attack, reference, out, executor, KILLED, monkeypatch)
 
 
 def test_a_bad_executor_section_is_one_line_before_anything_trains(tmp_path, capsys):

@@ -50,18 +50,23 @@ def _bytes(run):
     return (run / "results.json").read_bytes()
 
 
+def check_killed_worker(attack, reference, out, executor, killed, monkeypatch):
+    """`attack(reference, out, executor, ...)` with the worker running trial `killed` SIGKILLing itself on its first
+    attempt: the retry completes the run, with the local run's results.json bytes and both attempts in its log."""
+    monkeypatch.setenv(TEST_KILL_ENV, killed)
+    assert attack(reference, out, executor, "--workers", "2") == 0
+    assert _bytes(out) == _bytes(reference / "local")
+    assert log_path(out / "logs", killed).with_suffix(".killed").exists()
+    assert log_path(out / "logs", killed).read_text().count("--- trial") == 2  # killed attempt + retry
+
+
 @pytest.mark.parametrize("executor", ["processes", "ray"])
 def test_executor_writes_the_local_bytes_and_survives_a_killed_worker(reference, tmp_path, monkeypatch, executor):
     if executor == "ray":
         pytest.importorskip("ray")
     out = tmp_path / executor
     _copy_victims(reference, out)
-    # The worker running KILLED SIGKILLs itself on its first attempt; the retry completes the run.
-    monkeypatch.setenv(TEST_KILL_ENV, KILLED)
-    assert _attack(reference, out, executor, "--workers", "2") == 0
-    assert _bytes(out) == _bytes(reference / "local")
-    assert log_path(out / "logs", KILLED).with_suffix(".killed").exists()
-    assert log_path(out / "logs", KILLED).read_text().count("--- trial") == 2  # killed attempt + retry
+    check_killed_worker(_attack, reference, out, executor, KILLED, monkeypatch)
 
 
 def test_whole_run_killed_resumes_to_the_same_bytes(reference, tmp_path):

@@ -6,10 +6,9 @@ import shutil
 import pytest
 import yaml
 
-from padhash.executors import TEST_KILL_ENV, log_path
 from padhash.experiments import poisoning_trial
 from padhash.runs import LOCK_NAME
-from tests.experiments.test_executors import _attack as run_attack, _bytes
+from tests.experiments.test_executors import _attack as run_attack, _bytes, check_killed_worker
 from tests.poisoning.helpers import tiny_config
 
 KILLED = "seed=0|pair=0|witches_brew"
@@ -69,8 +68,4 @@ def test_executor_writes_the_local_bytes_and_survives_a_killed_worker(reference,
         pytest.importorskip("ray")
     out = tmp_path / executor
     _copy_shared(reference, out)
-    monkeypatch.setenv(TEST_KILL_ENV, KILLED)  # its worker SIGKILLs itself on the first attempt; the retry completes
-    assert _attack(reference, out, executor, "--workers", "2") == 0
-    assert _bytes(out) == _bytes(reference / "local")
-    assert log_path(out / "logs", KILLED).with_suffix(".killed").exists()
-    assert log_path(out / "logs", KILLED).read_text().count("--- trial") == 2  # killed attempt + retry
+    check_killed_worker(_attack, reference, out, executor, KILLED, monkeypatch)
