@@ -47,11 +47,7 @@ def test_the_executor_section_stays_out_of_results(reference):
 @pytest.mark.slow
 @pytest.mark.parametrize("executor", ["processes", "ray"])
 def test_executor_writes_the_local_bytes_and_survives_a_killed_worker(reference, tmp_path, monkeypatch, executor):
-    if executor == "ray":
-        pytest.importorskip("ray")
-    out = tmp_path / executor
-    _copy_shared(reference, out)
-    check_killed_worker(_attack, reference, out, executor, KILLED, monkeypatch)
+    check_killed_worker(_attack, _copy_shared, reference, tmp_path, executor, KILLED, monkeypatch)
 
 
 def test_a_bad_executor_section_is_one_line_before_anything_trains(tmp_path, capsys):

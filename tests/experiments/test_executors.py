@@ -50,9 +50,14 @@ def _bytes(run):
     return (run / "results.json").read_bytes()
 
 
-def check_killed_worker(attack, reference, out, executor, killed, monkeypatch):
-    """`attack(reference, out, executor, ...)` with the worker running trial `killed` SIGKILLing itself on its first
-    attempt: the retry completes the run, with the local run's results.json bytes and both attempts in its log."""
+def check_killed_worker(attack, copy_shared, reference, tmp_path, executor, killed, monkeypatch):
+    """`attack(reference, out, executor, ...)` on a folder holding what the parent shares (`copy_shared`), with the
+    worker running trial `killed` SIGKILLing itself on its first attempt: the retry completes the run, with the local
+    run's results.json bytes and both attempts in its log."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    out = tmp_path / executor
+    copy_shared(reference, out)
     monkeypatch.setenv(TEST_KILL_ENV, killed)
     assert attack(reference, out, executor, "--workers", "2") == 0
     assert _bytes(out) == _bytes(reference / "local")
@@ -62,11 +67,7 @@ def check_killed_worker(attack, reference, out, executor, killed, monkeypatch):
 
 @pytest.mark.parametrize("executor", ["processes", "ray"])
 def test_executor_writes_the_local_bytes_and_survives_a_killed_worker(reference, tmp_path, monkeypatch, executor):
-    if executor == "ray":
-        pytest.importorskip("ray")
-    out = tmp_path / executor
-    _copy_victims(reference, out)
-    check_killed_worker(_attack, reference, out, executor, KILLED, monkeypatch)
+    check_killed_worker(_attack, _copy_victims, reference, tmp_path, executor, KILLED, monkeypatch)
 
 
 def test_whole_run_killed_resumes_to_the_same_bytes(reference, tmp_path):

@@ -64,8 +64,4 @@ def test_resume_skips_finished_trials_and_loads_the_shared_models(reference, tmp
 @pytest.mark.slow
 @pytest.mark.parametrize("executor", ["processes", "ray"])
 def test_executor_writes_the_local_bytes_and_survives_a_killed_worker(reference, tmp_path, monkeypatch, executor):
-    if executor == "ray":
-        pytest.importorskip("ray")
-    out = tmp_path / executor
-    _copy_shared(reference, out)
-    check_killed_worker(_attack, reference, out, executor, KILLED, monkeypatch)
+    check_killed_worker(_attack, _copy_shared, reference, tmp_path, executor, KILLED, monkeypatch)
