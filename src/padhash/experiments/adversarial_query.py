@@ -20,6 +20,7 @@ from padhash.experiments.adversarial import (AttackTrial, QueryAttackConfig, _ap
                                              worker_models)
 from padhash.executors import ExecutorConfig, TrialSpec, gpus_per_trial, run_trials
 from padhash.records import ResultsFile
+from padhash.retrieval import paired_hamming
 from padhash.reports.grids import query_grid
 from padhash.metrics import image_metrics
 from padhash.runs import owns_run_folder
@@ -91,7 +92,7 @@ def query_trial(t: AttackTrial, key: str) -> dict:
         codes = encode(victim, adv, device=device)
     targeted = retrieval_metrics(codes, db_codes, target_labels, db_labels, topk, drop_empty=drop_empty)
     untargeted = retrieval_metrics(codes, db_codes, true_labels, db_labels, topk, drop_empty=drop_empty)
-    hamming = ((codes.shape[1] - (codes.float() * anchors[cfg.n_t].float()).sum(1)) / 2).mean()
+    hamming = paired_hamming(codes, anchors[cfg.n_t]).mean()
     record = {"key": key, "method": method + (f"@{t.label}" if t.label else ""), **base,
               "t_map": targeted["map_at_k"], "map": untargeted["map_at_k"], "map_original": original,
               "precision_at_k": targeted["precision_at_10"], "hamming_to_anchor": float(hamming),

@@ -25,6 +25,13 @@ def hamming_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a.shape[-1] - a.float() @ b.float().T) / 2).round().to(torch.int64)
 
 
+def paired_hamming(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N,) distances (K − a_i·b_i)/2 between matching rows of two (N, K) tensors, as floats of a's dtype (a float
+    a keeps the relaxation differentiable; ±1 inputs give exact whole numbers)."""
+    a = a if a.is_floating_point() else a.float()
+    return (a.shape[-1] - (a * b.to(a)).sum(dim=-1)) / 2
+
+
 # CPU dtypes whose validity check runs in numpy (one fused pass; several times faster than torch's on CPU).
 _NUMPY_CHECKED = (torch.int8, torch.int16, torch.int32, torch.int64, torch.float32, torch.float64)
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from padhash.attacks.adversarial.targeted import project
 from padhash.config import OMIT_AT_DEFAULT
 from padhash.errors import PadhashError
-from padhash.retrieval.codes import hamming_distance
+from padhash.retrieval.codes import hamming_distance, paired_hamming
 
 NOISE_DISTRIBUTIONS = ("uniform", "gaussian")
 
@@ -152,7 +152,6 @@ def adversarial_region(
     model.eval()
     device = next(model.parameters()).device
     targets = target_codes.to(device, torch.float32)
-    bits = targets.shape[1]
     x = adv_images.to(device)
 
     def survives(level: float) -> torch.Tensor:
@@ -160,7 +159,7 @@ def adversarial_region(
         for _ in range(samples if level > 0 else 1):
             noisy = (x + sample_noise(x.shape, level, distribution, generator).to(x)).clamp(0, 1)
             codes = torch.where(model(noisy) >= 0, 1.0, -1.0)
-            hits += ((bits - (codes * targets).sum(dim=1)) / 2 <= radius).float()
+            hits += (paired_hamming(codes, targets) <= radius).float()
         return hits / (samples if level > 0 else 1) >= survive_fraction
 
     region = torch.zeros(len(x))

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from padhash.attacks.backdoor.trigger import _as_list
 from padhash.errors import PadhashError
-from padhash.retrieval.codes import hamming_distance
+from padhash.retrieval.codes import hamming_distance, paired_hamming
 
 PERTURBATIONS = ("none", "noise", "adv", "confusing")
 
@@ -54,7 +54,7 @@ def confusing_loss(u: torch.Tensor) -> torch.Tensor:
 
 def adversarial_loss(u: torch.Tensor, clean_codes: torch.Tensor) -> torch.Tensor:
     """L_a (Eq. 2) per image: d_H(tanh(u_i), h_i) with h_i = sign of the clean image's output, shape (N,)."""
-    return (u.shape[1] - (torch.tanh(u) * clean_codes.to(u)).sum(dim=1)) / 2
+    return paired_hamming(torch.tanh(u), clean_codes)
 
 
 def _sign_codes(u: torch.Tensor) -> torch.Tensor:
