@@ -49,3 +49,17 @@ def test_defaults_parse_and_bad_values_name_the_key():
         transfer_config_from_dict({"pair_selection": ["best"]})
     two_axes = query_config_from_dict({"sweep": {"n_t": [1, 3], "victim.bits": [16, 32]}})
     assert [label for _, label in sweep_points(two_axes)][:2] == ["n_t=1,victim.bits=16", "n_t=1,victim.bits=32"]
+
+
+def test_report_header_names_a_swept_setting_instead_of_the_base_value():
+    from padhash.reports.adversarial import query_header
+    cfg = {"data": {"name": "npz"}, "victim": {"method": "csq", "backbone": "efficientnet_lite0", "bits": 32},
+           "queries": 30, "seeds": [0], "n_t": 9, "eval": {"topk": 1000, "drop_empty": False},
+           "attack": {"eps": 8 / 255, "steps": 2000, "optimizer": "normalized", "step_fraction": 0.08},
+           "sweep": {"attack.steps": [10, 100], "victim.bits": [16, 64]}}
+    header = query_header(cfg)
+    assert "attack.steps swept over [10, 100]" in header and "2000 iterations" not in header
+    assert "victim.bits swept over [16, 64]" in header and "32 bits" not in header
+    assert "n_t = 9" in header and "ε = 8.00/255" in header
+    del cfg["sweep"]
+    assert "2000 iterations" in query_header(cfg) and "32 bits" in query_header(cfg)

@@ -145,20 +145,31 @@ def write_query_report(run_dir: str | Path) -> None:
             lines.append(f"- {label or 'run'}: `figures/pr{suffix}.png`, `figures/precision_at_k{suffix}.png`")
     nt_plot = _n_t_plot(data, figures)
     grids = sorted({t["grid"] for t in data["trials"] if t.get("grid")})
-    attack = cfg["attack"]
-    header = (f"# Adversarial queries (DHTA / P2P / HAG / noise)\n\n"
-              f"Data `{cfg['data']['name']}`, victim `{cfg['victim']['method']}` / `{cfg['victim']['backbone']}` / "
-              f"{cfg['victim']['bits']} bits{' (given run ' + str(cfg['victim_run']) + ')' if cfg.get('victim_run') else ''}; "
-              f"{cfg['queries']} queries per seed, seeds {cfg['seeds']}, n_t = {cfg['n_t']}; "
-              f"ε = {attack['eps'] * 255:.2f}/255 (pixel space), {attack['steps']} iterations, optimizer "
-              f"`{attack['optimizer']}`, step {attack['step_fraction']}·ε; t-MAP/MAP @ K = {cfg['eval']['topk']} "
-              f"(clipped to the database), {'queries with no relevant item dropped (DHTA convention)' if cfg['eval']['drop_empty'] else 'queries with no relevant item count as 0 (DeepHash convention)'}."
-              + (f" Open set: the victim never saw classes {cfg['open_set_classes']}; targets come only from them."
-                 if cfg.get("open_set_classes") else "") + "\n")
-    sections = [header, *query_tables(data), "### Figures\n\n" + "\n".join(lines) +
+    sections = [query_header(cfg), *query_tables(data), "### Figures\n\n" + "\n".join(lines) +
                 (f"\n- t-MAP vs n_t: `{nt_plot}`" if nt_plot else "") +
                 "".join(f"\n- top-10 grid: `{g}`" for g in grids)]
     write_report(run_dir / "report.md", sections)
+
+
+def query_header(cfg: dict) -> str:
+    """The report's first paragraph: the run's settings, a swept one named as swept (not the base config's value)."""
+    attack, sweep = cfg["attack"], cfg.get("sweep") or {}
+
+    def shown(key: str, text: str) -> str:  # a swept value is not the base config's
+        return f"{key} swept over {sweep[key]}" if key in sweep else text
+
+    eps = f"ε = {attack['eps'] * 255:.2f}/255"
+    return (f"# Adversarial queries (DHTA / P2P / HAG / noise)\n\n"
+            f"Data `{cfg['data']['name']}`, victim `{cfg['victim']['method']}` / `{cfg['victim']['backbone']}` / "
+            f"{shown('victim.bits', str(cfg['victim']['bits']) + ' bits')}"
+            f"{' (given run ' + str(cfg['victim_run']) + ')' if cfg.get('victim_run') else ''}; "
+            f"{cfg['queries']} queries per seed, seeds {cfg['seeds']}, {shown('n_t', 'n_t = ' + str(cfg['n_t']))}; "
+            f"{shown('attack.eps', eps)} (pixel space), "
+            f"{shown('attack.steps', str(attack['steps']) + ' iterations')}, optimizer "
+            f"`{attack['optimizer']}`, step {attack['step_fraction']}·ε; t-MAP/MAP @ K = {cfg['eval']['topk']} "
+            f"(clipped to the database), {'queries with no relevant item dropped (DHTA convention)' if cfg['eval']['drop_empty'] else 'queries with no relevant item count as 0 (DeepHash convention)'}."
+            + (f" Open set: the victim never saw classes {cfg['open_set_classes']}; targets come only from them."
+               if cfg.get("open_set_classes") else "") + "\n")
 
 
 def _mean_curve(trials: list[dict], name: str, x: str, y: str) -> tuple[list[float], list[float]]:
