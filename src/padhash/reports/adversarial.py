@@ -8,6 +8,7 @@ Transfer: success rate and t-MAP on the black-box victim, ratio to PGD, surrogat
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -151,13 +152,15 @@ def write_query_report(run_dir: str | Path) -> None:
     write_report(run_dir / "report.md", sections)
 
 
+def _shown(cfg: dict, key: str, text: str) -> str:
+    """`text` (the base config's value), or the sweep's values when `key` is swept: a header must not claim one."""
+    sweep = cfg.get("sweep") or {}
+    return f"{key} swept over {sweep[key]}" if key in sweep else text
+
+
 def query_header(cfg: dict) -> str:
     """The report's first paragraph: the run's settings, a swept one named as swept (not the base config's value)."""
-    attack, sweep = cfg["attack"], cfg.get("sweep") or {}
-
-    def shown(key: str, text: str) -> str:  # a swept value is not the base config's
-        return f"{key} swept over {sweep[key]}" if key in sweep else text
-
+    attack, shown = cfg["attack"], functools.partial(_shown, cfg)
     eps = f"ε = {attack['eps'] * 255:.2f}/255"
     return (f"# Adversarial queries (DHTA / P2P / HAG / noise)\n\n"
             f"Data `{cfg['data']['name']}`, victim `{cfg['victim']['method']}` / `{cfg['victim']['backbone']}` / "
@@ -237,11 +240,14 @@ def write_transfer_report(run_dir: str | Path) -> None:
     cfg = data["config"]
     a, e = cfg["attack"], cfg["eval"]
     surrogates = ", ".join(f"`{s['method']}/{s['backbone']}/{s['bits']}b`" for s in cfg["surrogates"])
+    shown, eps = functools.partial(_shown, cfg), f"ε = {a['eps'] * 255:.1f}/255"
     header = (f"# Black-box transfer attack (Xiao & Wang 2021) vs PGD and DI\n\n"
-              f"Data `{cfg['data']['name']}`; black-box victim `{cfg['victim']['method']}/{cfg['victim']['backbone']}/"
-              f"{cfg['victim']['bits']}b`; white-box surrogate(s) {surrogates}. {cfg['pairs']} (query, target class) "
-              f"pairs per selection and seed, seeds {cfg['seeds']}; target code = anchor of n_t = {cfg['n_t']} "
-              f"surrogate database codes. ε = {a['eps'] * 255:.1f}/255, {a['steps']} steps of "
+              f"Data `{cfg['data']['name']}`; black-box victim `{cfg['victim']['method']}` / "
+              f"{shown('victim.backbone', '`' + cfg['victim']['backbone'] + '`')} / "
+              f"{shown('victim.bits', str(cfg['victim']['bits']) + ' bits')}; white-box surrogate(s) {surrogates}. "
+              f"{cfg['pairs']} (query, target class) pairs per selection and seed, seeds {cfg['seeds']}; target code "
+              f"= anchor of n_t = {cfg['n_t']} surrogate database codes. {shown('attack.eps', eps)}, "
+              f"{shown('attack.steps', str(a['steps']))} steps of "
               f"{a['step_size'] * 255:.1f}/255; noise-robust term λ = {a['noise_weight']} with {a['noise']} noise of "
               f"level {a['noise_level'] * 255:.1f}/255 ({a['noise_samples']} draw(s)/step); DI probability "
               f"{cfg['diversity_prob']}. Success = ≥ {e['threshold']:.0%} of the victim's top-{e['success_topk']} carry "
