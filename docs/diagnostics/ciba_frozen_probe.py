@@ -1,7 +1,9 @@
 """Why CIBA fails on a frozen Lite0: does the 4-px trigger move the frozen backbone's features at all?
 
-usage: python docs/diagnostics/ciba_frozen_probe.py RUN/triggers/victim-t<T>-<digest>.safetensors CIFAR_SUBSET.npz
-(RUN = the --out of `padhash attack ciba --config configs/ciba-cifar10-pretrained.yaml`)
+usage: python docs/diagnostics/ciba_frozen_probe.py RUN/triggers/victim-t<T>-<digest>.safetensors CIFAR_SUBSET.npz [MODEL]
+(RUN = the --out of `padhash attack ciba --config configs/ciba-cifar10-pretrained.yaml`; MODEL = a trained victim's
+folder, e.g. RUN/victim/<digest> of the full fine-tuning config, whose backbone features are probed instead of the
+frozen ImageNet Lite0's)
 """
 import sys
 import numpy as np
@@ -15,7 +17,12 @@ ds = load_dataset("npz", sys.argv[2], preset="paper")
 q = ds.query
 x = q.images(list(range(400)))
 patch = load_file(sys.argv[1])["patch"]
-m = build_model("efficientnet_lite0", 48, image_size=x.shape[-1], weights="imagenet", resolution=96, finetune="frozen").eval()
+if len(sys.argv) > 3:
+    from padhash.experiments.retrieval import load_victim
+    m = load_victim(sys.argv[3])[0]
+else:
+    m = build_model("efficientnet_lite0", 48, image_size=x.shape[-1], weights="imagenet", resolution=96,
+                    finetune="frozen").eval()
 with torch.inference_mode():
     f_clean = torch.cat([m.features(x[i:i+100]) for i in range(0, 400, 100)])
     f_trig = torch.cat([m.features(apply_trigger(x[i:i+100], patch)) for i in range(0, 400, 100)])
