@@ -30,9 +30,19 @@ def test_tiny_ciba_run_writes_results_and_resumes(tmp_path):
     assert trials["none"]["map_poisoned"] == trials["none"]["map"]
     assert trials["ciba"]["psnr"] > 15  # ε = 8/255 plus a 2×2 patch on 16×16
     assert trials["tri"]["poison_count"] == 12
+    # CIBA Fig. 8: every row records the triggered queries' PR and precision@k curves towards the target
+    for t in trials.values():
+        assert len(t["pr_target"]["precision"]) == len(t["pr_target"]["recall"]) == 17  # radius 0..16 bits
+        assert t["precision_curve_target"]["k"] == [1, 5, 10, 20, 50]
+    # CIBA Fig. 4: code spread of the poisons before the trigger; "none" = the same images unperturbed, and Tri
+    # adds no perturbation, so the two agree; the dirty-label ceiling's images are other pictures: none recorded
+    assert trials["tri"]["code_spread"] == trials["none"]["code_spread"]
+    assert 0.0 <= trials["ciba"]["code_spread"] <= 16 and "code_spread" not in trials["label_flip"]
+    assert sum(trials["ciba"]["code_spread_histogram"]["fraction"]) == pytest.approx(1.0)
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "CIBA" in report and "Tri" in report and "t-MAP" in report
-    assert list((tmp_path / "run" / "figures").glob("*.png"))
+    assert "CIBA" in report and "Tri" in report and "t-MAP" in report and "code spread" in report
+    figures = {p.name for p in (tmp_path / "run" / "figures").glob("*.png")}
+    assert {"pr-triggered.png", "precision-triggered.png", "code-spread.png"} <= figures
     # resume: a finished run recomputes nothing and returns the same numbers
     again = run_backdoor(cfg, tmp_path / "run", progress=False)
     assert again["trials"] == results["trials"]

@@ -33,7 +33,7 @@ from padhash.attacks.backdoor import (
 )
 from padhash.config import to_dict
 from padhash.errors import PadhashError
-from padhash.metrics.backdoor import Evaluator, triggered_query_indices
+from padhash.metrics.backdoor import Evaluator, code_spread, triggered_query_indices
 from padhash.runs import owns_run_folder
 from padhash.records import ResultsFile
 from padhash.experiments.skeleton import DatasetCache, trial_key
@@ -111,7 +111,7 @@ class BackdoorRun:
         train = self.dataset(cfg.data).train
         if cfg.trigger_placement == "before_augment":
             return train.replace(idx, poisons), None
-        perturbed = load_tensors(self._poison_path(cfg, method, target, tag))["perturbed"]
+        perturbed = self.perturbed(cfg, method, target, tag)
         blend = 1.0 if method == "label_flip" else cfg.blend  # the dirty-label ceiling carries the full trigger
         return train.replace(idx, perturbed), TriggerAfterAugment(idx, patch, blend)
 
@@ -171,6 +171,10 @@ class BackdoorRun:
                                                         progress=self.progress)
         save_tensors(path, {"poisons": poisons, "perturbed": perturbed, "indices": idx})
         return poisons
+
+    def perturbed(self, cfg: BackdoorConfig, method: str, target: int, tag: str) -> torch.Tensor:
+        """The crafted images before the trigger, saved beside the poisons by `poisons`."""
+        return load_tensors(self._poison_path(cfg, method, target, tag))["perturbed"]
 
     def _poison_path(self, cfg: BackdoorConfig, method: str, target: int, tag: str) -> Path:
         # v2: the file also holds the perturbed images before the trigger (for pasting after augmentation)
@@ -280,21 +284,32 @@ def backdoor_trial(t: BackdoorTrial, key: str) -> dict:
                   "victim_backbone": column, "target_class": target, "map": clean_map, "crafters": list(names)}
     if method == "none":
         record.update(map_poisoned=clean_map, **({"poison_count": 0} if column is None else {}),
-                      **ev.triggered(clean, clean_db, queries, target_vec))
+                      **ev.triggered(clean, clean_db, queries, target_vec, curves=True))
+        if column is None:  # CIBA Fig. 4's "None": the unperturbed target-class images under the crafting model
+            record.update(_spread(ev, models[0], ds.train.images(idx)))
         return record
     split, hook = run.poisoned_split(cfg, method, target, idx, patch, models, tag)
     model = run.train_backdoored(name, cfg, split, backbone=column, after_augment=hook)
     db = ev.codes(model, ds.database)
-    record.update(map_poisoned=ev.clean_map(model, db), **ev.triggered(model, db, queries, target_vec))
+    record.update(map_poisoned=ev.clean_map(model, db), **ev.triggered(model, db, queries, target_vec, curves=True))
     if column is not None:
         record["poison_count"] = len(idx)
     elif method != "label_flip":  # the ceiling's images are other pictures, not perturbed ones
         poisons, originals = run.poisons(cfg, method, target, idx, patch, models, tag), ds.train.images(idx)
         record.update(psnr=float(psnr(poisons, originals).mean()), ssim=float(ssim(poisons, originals).mean()))
+        # CIBA Fig. 4: how far the perturbations (before the trigger) spread the poisons' codes apart
+        record.update(_spread(ev, models[0], run.perturbed(cfg, method, target, tag)))
         if not t.axis:
             backdoor_grid(Path(t.out), key, ds, originals, poisons, queries[:2], ev.codes(model, queries[:2]), db,
                           target)
     return record
+
+
+def _spread(ev: Evaluator, model, images: torch.Tensor) -> dict:
+    spread = code_spread(ev.codes(model, images))
+    hist = spread["histogram"]
+    return {"code_spread": spread["mean"], "code_spread_histogram": {"distance": list(range(len(hist))),
+                                                                      "fraction": hist}}
 
 
 @owns_run_folder()

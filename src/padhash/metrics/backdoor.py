@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from padhash.hashing import encode
-from padhash.metrics.ranking import codes_map, triggered_scores
+from padhash.metrics.ranking import codes_map, retrieval_metrics, triggered_scores
+from padhash.retrieval import hamming_distance
 
 
 @dataclass
@@ -29,12 +30,19 @@ class Evaluator:
         q_codes = self.codes(model, ds.query if queries is None else queries)
         return codes_map(q_codes, db_codes, ds.query.labels, ds.database.labels, e.topk, drop_empty=e.drop_empty)
 
-    def triggered(self, model, db_codes: torch.Tensor, queries: torch.Tensor, target: torch.Tensor) -> dict:
-        """t-MAP@K and ASR of `queries` (already carrying the trigger) towards the multi-hot `target`."""
-        e = self.eval
-        return triggered_scores(self.codes(model, queries), db_codes, self.dataset.database.labels, target,
-                                topk=e.topk, asr_topk=e.asr_topk, asr_threshold=e.asr_threshold,
-                                drop_empty=e.drop_empty)
+    def triggered(self, model, db_codes: torch.Tensor, queries: torch.Tensor, target: torch.Tensor, *,
+                  curves: bool = False) -> dict:
+        """t-MAP@K and ASR of `queries` (already carrying the trigger) towards the multi-hot `target`; with `curves`
+        also their PR curve (Hamming radius) and precision@k towards it (CIBA Fig. 8)."""
+        e, db_labels = self.eval, self.dataset.database.labels
+        q_codes = self.codes(model, queries)
+        out = triggered_scores(q_codes, db_codes, db_labels, target, topk=e.topk, asr_topk=e.asr_topk,
+                               asr_threshold=e.asr_threshold, drop_empty=e.drop_empty)
+        if curves:
+            m = retrieval_metrics(q_codes, db_codes, target.expand(len(q_codes), -1), db_labels, e.topk,
+                                  drop_empty=e.drop_empty)
+            out.update(pr_target=m["pr_curve"], precision_curve_target=m["precision_curve"])
+        return out
 
 
 def triggered_query_indices(query_labels: torch.Tensor, target: torch.Tensor, max_queries: int | None,
@@ -45,3 +53,16 @@ def triggered_query_indices(query_labels: torch.Tensor, target: torch.Tensor, ma
         rng = np.random.default_rng(seed)
         pool = pool[torch.as_tensor(np.sort(rng.choice(len(pool), max_queries, replace=False)))]
     return pool
+
+
+def code_spread(codes: torch.Tensor) -> dict[str, Any]:
+    """How far apart a set of ±1 codes lie (CIBA Fig. 4): the distribution of Hamming distances over all distinct
+    pairs, as fractions per distance 0..bits, and their mean. Confusing perturbations should spread a class's codes."""
+    codes = torch.as_tensor(codes)
+    bits, n = codes.shape[1], codes.shape[0]
+    if n < 2:
+        return {"histogram": [0.0] * (bits + 1), "mean": float("nan")}
+    dist = hamming_distance(codes, codes)
+    pairs = dist[torch.triu_indices(n, n, offset=1).unbind()]
+    counts = torch.bincount(pairs.round().long(), minlength=bits + 1).double()
+    return {"histogram": [float(v) for v in counts / counts.sum()], "mean": float(pairs.double().mean())}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from padhash import registry
 from padhash.records import ResultsFile
-from padhash.reports.common import markdown_table, save_curves, write_report
+from padhash.reports.common import markdown_table, mean_curve, save_curves, write_report
 
 def _label(family: str, method: str) -> str:
     return registry.label(family, method)
@@ -136,8 +136,8 @@ def write_query_report(run_dir: str | Path) -> None:
                 continue
             # Fig. 3: the benign query against its own label, the attacks against the target label.
             which = "true" if m == "none" else "target"
-            pr[_label("query", m).split(" (")[0]] = _mean_curve(trials, f"pr_{which}", "recall", "precision")
-            prec[_label("query", m).split(" (")[0]] = _mean_curve(trials, f"precision_curve_{which}", "k", "precision")
+            pr[_label("query", m).split(" (")[0]] = mean_curve(trials, f"pr_{which}", "recall", "precision")
+            prec[_label("query", m).split(" (")[0]] = mean_curve(trials, f"precision_curve_{which}", "k", "precision")
         if pr:
             save_curves(pr, figures / f"pr{suffix}.png", xlabel="recall", ylabel="precision",
                         title=f"PR (Hamming radius) {label}")
@@ -173,13 +173,6 @@ def query_header(cfg: dict) -> str:
             f"(clipped to the database), {'queries with no relevant item dropped (DHTA convention)' if cfg['eval']['drop_empty'] else 'queries with no relevant item count as 0 (DeepHash convention)'}."
             + (f" Open set: the victim never saw classes {cfg['open_set_classes']}; targets come only from them."
                if cfg.get("open_set_classes") else "") + "\n")
-
-
-def _mean_curve(trials: list[dict], name: str, x: str, y: str) -> tuple[list[float], list[float]]:
-    curves = [t[name] for t in trials if name in t]
-    xs = curves[0][x]
-    same = [c for c in curves if len(c[y]) == len(xs)]
-    return list(xs), [sum(c[y][i] for c in same) / len(same) for i in range(len(xs))]
 
 
 def _n_t_plot(data: dict, figures: Path) -> str | None:

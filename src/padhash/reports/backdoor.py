@@ -40,16 +40,41 @@ def report_tables(results: dict) -> list[str]:
                             + markdown_table(["method", *[f"{axis}={v}" for v in values]], rows))
         return sections
     rows = [[ROW_NAMES[m], mean_std(agg, m, "t_map"), mean_std(agg, m, "asr"), mean_std(agg, m, "map"),
-             mean_std(agg, m, "map_poisoned"), mean_std(agg, m, "psnr", 1)] for m in methods]
+             mean_std(agg, m, "map_poisoned"), mean_std(agg, m, "psnr", 1), mean_std(agg, m, "code_spread", 1)]
+            for m in methods]
     targets = sorted({t["target_class"] for t in trials})
     sections.append(f"### t-MAP@{k} and MAP@{k} (CIBA Table 1), mean ± std over target labels {targets}\n\n"
                     + markdown_table(["method", "t-MAP", f"ASR@{cfg['eval']['asr_topk']}", "MAP (clean model)",
-                                      "MAP (backdoored)", "PSNR of poisons (dB)"], rows))
+                                      "MAP (backdoored)", "PSNR of poisons (dB)",
+                                      "code spread of poisons (bits)"], rows)
+                    + "\nCode spread: the mean Hamming distance between two poisons' codes under the crafting model, "
+                      "before the trigger (CIBA Fig. 4; None = the unperturbed images).\n")
     per_target = [[ROW_NAMES[m], *[next((f"{t['t_map']:.3f}" for t in trials if t["method"] == m
                                          and t["target_class"] == c), "–") for c in targets]] for m in methods]
     sections.append("### t-MAP per target label (CIBA Table 6)\n\n"
                     + markdown_table(["method", *[f"target {c}" for c in targets]], per_target))
     return sections
+
+
+def _curve_figures(results: dict, figures: Path) -> list[str]:
+    """CIBA Fig. 8 (PR and precision@k of the triggered queries towards the target) and Fig. 4 (distribution of
+    Hamming distances between poisons), each curve the mean over the target labels, from the trials' records."""
+    from padhash.reports.common import mean_curve, save_curves
+
+    trials, methods = results["trials"], results["config"]["methods"]
+    by_method = {ROW_NAMES[m]: [t for t in trials if t["method"] == m] for m in methods}
+    plots = (("pr_target", "recall", "precision", "pr-triggered.png", "PR of triggered queries (target label)"),
+             ("precision_curve_target", "k", "precision", "precision-triggered.png",
+              "precision@k of triggered queries"),
+             ("code_spread_histogram", "distance", "fraction", "code-spread.png",
+              "Hamming distance between two poisons"))
+    lines = []
+    for name, x, y, file, title in plots:
+        curves = {label: mean_curve(ts, name, x, y) for label, ts in by_method.items() if any(name in t for t in ts)}
+        if curves:
+            save_curves(curves, figures / file, xlabel=x, ylabel=y, title=title)
+            lines.append(f"![{title}](figures/{file})\n")
+    return lines
 
 
 def write_backdoor_report(run_dir: str | Path) -> None:
@@ -74,6 +99,8 @@ def write_backdoor_report(run_dir: str | Path) -> None:
                                       for v in values]) for m in cfg["methods"]}
         save_curves(curves, run_dir / "figures" / "t_map-sweep.png", xlabel=axis, ylabel="t-MAP")
         sections.append("![t-MAP vs sweep](figures/t_map-sweep.png)\n")
+    elif not cfg["transfer"]["backbones"]:
+        sections += _curve_figures(results, run_dir / "figures")
     grids = sorted((run_dir / "figures").glob("target*.png")) if (run_dir / "figures").exists() else []
     sections += [f"![{g.stem}](figures/{g.name})\n" for g in grids]
     write_report(run_dir / "report.md", sections)

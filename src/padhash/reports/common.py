@@ -36,6 +36,15 @@ def mean_std(aggregates: dict, method: str, metric: str, digits: int = 3) -> str
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
+def mean_curve(trials: Sequence[dict], name: str, x: str, y: str) -> tuple[list[float], list[float]]:
+    """The pointwise mean of the curve `name` ({x: [...], y: [...]}) over the trials that recorded it with the first
+    one's length (e.g. a PR curve over seeds or target labels)."""
+    curves = [t[name] for t in trials if name in t]
+    xs = curves[0][x]
+    same = [c for c in curves if len(c[y]) == len(xs)]
+    return list(xs), [sum(c[y][i] for c in same) / len(same) for i in range(len(xs))]
+
+
 def write_report(path: str | Path, sections: Sequence[str]) -> None:
     atomic_write_text(Path(path), "\n".join(s.rstrip() + "\n" for s in sections))
 
