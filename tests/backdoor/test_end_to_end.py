@@ -42,7 +42,8 @@ def test_tiny_ciba_run_writes_results_and_resumes(tmp_path):
     report = (tmp_path / "run" / "report.md").read_text()
     assert "CIBA" in report and "Tri" in report and "t-MAP" in report and "code spread" in report
     figures = {p.name for p in (tmp_path / "run" / "figures").glob("*.png")}
-    assert {"pr-triggered.png", "precision-triggered.png", "code-spread.png"} <= figures
+    tsne = f"tsne-target{trials['ciba']['target_class']}.png"  # CIBA Fig. 3
+    assert {"pr-triggered.png", "precision-triggered.png", "code-spread.png", tsne} <= figures and tsne in report
     # resume: a finished run recomputes nothing and returns the same numbers
     again = run_backdoor(cfg, tmp_path / "run", progress=False)
     assert again["trials"] == results["trials"]

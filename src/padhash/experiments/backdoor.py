@@ -176,6 +176,27 @@ class BackdoorRun:
         """The crafted images before the trigger, saved beside the poisons by `poisons`."""
         return load_tensors(self._poison_path(cfg, method, target, tag))["perturbed"]
 
+    def code_tsne(self, cfg: BackdoorConfig, target: int) -> None:
+        """CIBA Fig. 3: t-SNE of the clean model's codes of the target class's poison images under each perturbation
+        (None / Noise / Adversarial / Confusing, before the trigger) beside four other classes' clean query images."""
+        from padhash.reports.embedding import save_code_tsne
+
+        path = self.out / "figures" / f"tsne-target{target}.png"
+        if path.exists():
+            return
+        ds, model = self.dataset(cfg.data), self.clean_model(cfg)
+        ev = Evaluator(ds, cfg.eval, cfg.device)
+        idx = self.poison_indices(cfg, target)
+        classes = ds.query.labels.argmax(1)
+        others = [c for c in range(ds.num_classes) if c != target][:4]
+        picks = torch.cat([torch.nonzero(classes == c).flatten()[: len(idx)] for c in others])
+        panels = {"None": ds.train.images(idx)}
+        for method, name in (("tri_noise", "Noise"), ("tri_adv", "Adversarial"), ("ciba", "Confusing")):
+            if method in cfg.methods:
+                panels[name] = self.perturbed(cfg, method, target, "victim")
+        save_code_tsne(path, ev.codes(model, ds.query.images(picks)), classes[picks],
+                       {name: ev.codes(model, images) for name, images in panels.items()}, seed=cfg.seed)
+
     def _poison_path(self, cfg: BackdoorConfig, method: str, target: int, tag: str) -> Path:
         # v2: the file also holds the perturbed images before the trigger (for pasting after augmentation)
         digest = _digest(cfg.data, cfg.victim, cfg.trigger, cfg.perturb, cfg.blend, cfg.poison_count, cfg.seed)
@@ -201,6 +222,9 @@ class BackdoorRun:
         trials = [t for v in values for t in self._plan(with_value(cfg, axis, v) if axis else cfg, axis, v)]
         run_trials(trials, backdoor_trial, executor or ExecutorConfig(), self.results, progress=self.progress,
                    gpus_per_trial=gpus_per_trial(cfg.device))
+        if not axis and not cfg.transfer.backbones:
+            for target in self.targets(cfg):
+                self.code_tsne(cfg, target)
         write_backdoor_report(self.out)
         return ResultsFile.load(self.out)
 

@@ -101,6 +101,9 @@ def write_backdoor_report(run_dir: str | Path) -> None:
         sections.append("![t-MAP vs sweep](figures/t_map-sweep.png)\n")
     elif not cfg["transfer"]["backbones"]:
         sections += _curve_figures(results, run_dir / "figures")
+    maps = sorted((run_dir / "figures").glob("tsne-target*.png")) if (run_dir / "figures").exists() else []
+    sections += [f"![{m.stem}: codes of the target class's poisons, t-SNE (CIBA Fig. 3)](figures/{m.name})\n"
+                 for m in maps]
     grids = sorted((run_dir / "figures").glob("target*.png")) if (run_dir / "figures").exists() else []
     sections += [f"![{g.stem}](figures/{g.name})\n" for g in grids]
     write_report(run_dir / "report.md", sections)
