@@ -21,7 +21,7 @@ def test_digest_is_the_sha256_of_the_parts_config_dicts():
 
 def test_every_family_keys_its_trials_the_same_way():
     from padhash.experiments.adversarial import _trial_keys
-    from padhash.experiments.backdoor import BackdoorRun
+    from padhash.experiments import backdoor
     from padhash.experiments.poisoning import PoisoningRun
 
     assert skeleton.trial_key("", "seed=0", "dhta") == "seed=0|dhta"
@@ -29,9 +29,8 @@ def test_every_family_keys_its_trials_the_same_way():
     assert _trial_keys(["none", "dhta"], "", "seed=3") == {"none": "seed=3|none", "dhta": "seed=3|dhta"}
     assert PoisoningRun._trial_key(None, None, None, 0, 2, "padhash") == "seed=0|pair=2|padhash"
     assert PoisoningRun._trial_key(None, "attack.alpha", 0.1, 0, 2, "padhash") == "attack.alpha=0.1|seed=0|pair=2|padhash"
-    assert BackdoorRun._key(None, None, None, "target=3", "ciba") == ("target=3|ciba", "")
-    assert BackdoorRun._key(None, "perturb.lam", 0.5, "target=3", "ciba") == ("perturb.lam=0.5|target=3|ciba",
-                                                                            "@perturb.lam=0.5")
+    # the backdoor family keys each trial by the skeleton's sweep label and trial_key directly
+    assert backdoor.trial_key is skeleton.trial_key and backdoor.sweep_points is skeleton.sweep_points
 
 
 def test_sweep_points_are_the_product_of_the_axes_in_order():
@@ -53,8 +52,12 @@ def test_one_sweep_meaning_in_every_family():
     for build in (backdoor_config, poisoning_config):
         with pytest.raises(PadhashError, match="sweep: unknown key 'victim.bitz'"):
             build({"sweep": {"victim.bitz": [16]}})
-        with pytest.raises(PadhashError, match="one axis at a time"):
-            build({"sweep": {"victim.bits": [16], "seed" if build is backdoor_config else "pairs": [1]}})
+    with pytest.raises(PadhashError, match="one axis at a time"):
+        poisoning_config({"sweep": {"victim.bits": [16], "pairs": [1]}})
+    # CIBA Table 5 is a grid (blend ratio × ε): the backdoor family takes two axes, not three
+    assert len(skeleton.sweep_points(backdoor_config({"sweep": {"victim.bits": [16, 32], "seed": [1, 2]}}))) == 4
+    with pytest.raises(PadhashError, match="at most two axes"):
+        backdoor_config({"sweep": {"victim.bits": [16], "seed": [1], "blend": [0.5]}})
     point = skeleton.with_value(backdoor_config({"sweep": {"victim.bits": [16, 32]}}), "victim.bits", 32)
     assert point.victim.bits == 32
     from padhash.experiments.backdoor_config import with_value

@@ -36,7 +36,7 @@ from padhash.errors import PadhashError
 from padhash.metrics.backdoor import Evaluator, code_spread, triggered_query_indices
 from padhash.runs import owns_run_folder
 from padhash.records import ResultsFile
-from padhash.experiments.skeleton import DatasetCache, trial_key
+from padhash.experiments.skeleton import DatasetCache, sweep_points, trial_key
 from padhash.reports.grids import backdoor_grid
 from padhash.io import load_tensors, save_tensors
 from padhash.models import FeatureCache
@@ -216,19 +216,26 @@ class BackdoorRun:
         from padhash.reports.backdoor import write_backdoor_report
 
         cfg = self.cfg
-        axis, values = next(iter(cfg.sweep.items()), (None, [None]))
-        if self.victim_dir is not None and axis and axis.split(".")[0] in ("victim", "data"):
-            raise PadhashError(f"sweep.{axis}: a sweep over the victim or the data needs its own victims; drop --victim")
-        trials = [t for v in values for t in self._plan(with_value(cfg, axis, v) if axis else cfg, axis, v)]
+        for axis in cfg.sweep:
+            if self.victim_dir is not None and axis.split(".")[0] in ("victim", "data"):
+                raise PadhashError(f"sweep.{axis}: a sweep over the victim or the data needs its own victims; "
+                                   "drop --victim")
+        trials = [t for point, label in sweep_points(cfg) for t in self._plan(self._at(cfg, point), label)]
         run_trials(trials, backdoor_trial, executor or ExecutorConfig(), self.results, progress=self.progress,
                    gpus_per_trial=gpus_per_trial(cfg.device))
-        if not axis and not cfg.transfer.backbones:
+        if not cfg.sweep and not cfg.transfer.backbones:
             for target in self.targets(cfg):
                 self.code_tsne(cfg, target)
         write_backdoor_report(self.out)
         return ResultsFile.load(self.out)
 
-    def _plan(self, cfg: BackdoorConfig, axis, value) -> list[TrialSpec]:
+    @staticmethod
+    def _at(cfg: BackdoorConfig, point: dict[str, Any]) -> BackdoorConfig:
+        for axis, value in point.items():
+            cfg = with_value(cfg, axis, value)
+        return cfg
+
+    def _plan(self, cfg: BackdoorConfig, point: str) -> list[TrialSpec]:
         """One sweep point's trials in results order (target, [victim backbone,] row); for the pending ones, trains
         the clean models and crafts the triggers (and the transfer study's shared poisons) here, once."""
         columns = cfg.transfer.backbones or [None]
@@ -237,7 +244,7 @@ class BackdoorRun:
         for target in self.targets(cfg):
             for column in columns:
                 for row in rows:
-                    key, _ = self._key(axis, value, f"target={target}", *([f"victim={column}"] if column else []), row)
+                    key = trial_key(point, f"target={target}", *([f"victim={column}"] if column else []), row)
                     if not self.results.has(key):
                         idx = self.poison_indices(cfg, target)
                         tag, names = self.crafters(cfg, column, row)
@@ -247,13 +254,9 @@ class BackdoorRun:
                         if column and row != "none":  # every victim backbone's trial uses the ensemble's poisons
                             self.poisons(cfg, "ciba", target, idx, patch, models, tag)
                     victim = self.victim_dir and str(self.victim_dir)
-                    trials.append(TrialSpec(key, BackdoorTrial(cfg, str(self.out), victim, target, row, column, axis,
-                                                               value)))
+                    trials.append(TrialSpec(key, BackdoorTrial(cfg, str(self.out), victim, target, row, column,
+                                                               point)))
         return trials
-
-    def _key(self, axis, value, *parts) -> tuple[str, str]:
-        label = f"{axis}={value}" if axis else ""
-        return trial_key(label, *parts), (f"@{label}" if axis else "")
 
 
 # ------------------------------------------------------------------------------------------------------ one trial
@@ -266,8 +269,7 @@ class BackdoorTrial:
     target: int
     row: str                   # a Table 1 method, or (transfer study) a setting; `none`: the clean model, the floor
     column: str | None = None  # the transfer study's victim backbone; None in Table 1
-    axis: str | None = None    # the sweep axis and value ((None, None) without a sweep)
-    value: Any = None
+    point: str = ""            # the sweep point's label, "a=v" or "a=v,b=w" ("" without a sweep)
 
 
 def worker_run(t: BackdoorTrial) -> BackdoorRun:
@@ -295,12 +297,12 @@ def backdoor_trial(t: BackdoorTrial, key: str) -> dict:
     clean = run.clean_model(cfg, column)
     clean_db = ev.codes(clean, ds.database)
     clean_map = ev.clean_map(clean, clean_db)
-    suffix = f"@{t.axis}={t.value}" if t.axis else ""
+    suffix = f"@{t.point}" if t.point else ""
     if column is None:
         method, name = t.row, f"{t.row}-t{target}-{_digest(key, cfg)}"
         record = {"key": key, "method": method + suffix, "target_class": target, "poison_count": len(idx),
                   "map": clean_map, "queries": len(q_idx),
-                  **({"sweep_axis": t.axis, "sweep_value": t.value} if t.axis else {})}
+                  **({"sweep_point": t.point} if t.point else {})}
     else:  # CIBA Table 4: trigger and poisons from the ensemble of clean backbones, a victim of backbone `column`
         method = "none" if t.row == "none" else "ciba"
         name = f"transfer-{column}-{t.row}-t{target}-{_digest(key, cfg)}"
@@ -323,7 +325,7 @@ def backdoor_trial(t: BackdoorTrial, key: str) -> dict:
         record.update(psnr=float(psnr(poisons, originals).mean()), ssim=float(ssim(poisons, originals).mean()))
         # CIBA Fig. 4: how far the perturbations (before the trigger) spread the poisons' codes apart
         record.update(_spread(ev, models[0], run.perturbed(cfg, method, target, tag)))
-        if not t.axis:
+        if not t.point:
             backdoor_grid(Path(t.out), key, ds, originals, poisons, queries[:2], ev.codes(model, queries[:2]), db,
                           target)
     return record

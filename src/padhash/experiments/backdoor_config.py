@@ -45,7 +45,7 @@ class BackdoorConfig:
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
     eval: BackdoorEvalConfig = field(default_factory=BackdoorEvalConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
-    sweep: dict[str, list] = field(default_factory=dict)  # one axis, e.g. {"perturb.lam": [0, 0.5, 1]}
+    sweep: dict[str, list] = field(default_factory=dict)  # one or two axes, e.g. {"perturb.lam": [0, 0.5, 1]}
     seed: int = 0
     device: str = "cpu"
     trigger_placement: str = "after_augment"  # padhash.attacks.backdoor.placement (CIBA's code: after)
@@ -83,7 +83,7 @@ def _validate(cfg: BackdoorConfig, where: str) -> None:
         raise PadhashError(f"{where}.transfer.settings: {bad} not in {', '.join(TRANSFER_SETTINGS)}")
     if cfg.transfer.backbones and len(cfg.transfer.backbones) < 2 and "holdout" in cfg.transfer.settings:
         raise PadhashError(f"{where}.transfer.backbones: hold-out needs at least two backbones")
-    check_sweep(cfg, where, max_axes=1, point=with_value)  # every point built and checked (with_value) before anything trains
+    check_sweep(cfg, where, max_axes=2, point=with_value)  # every point built and checked (with_value) before anything trains
 
 
 def with_value(cfg: BackdoorConfig, axis: str, value: Any, where: str = "config") -> BackdoorConfig:

@@ -38,6 +38,7 @@ from padhash.experiments.backdoor import (
     config_from_dict as backdoor_config_from_dict,
 )
 from padhash.metrics.backdoor import Evaluator, triggered_query_indices
+from padhash.experiments.skeleton import trial_key
 from padhash.records import ResultsFile
 from padhash.rng import derive_seed
 
@@ -131,7 +132,7 @@ class DefenseRun:
             poisons = run.poisons(bcfg, "ciba", target, idx, patch, [clean], "victim")
             train = ds.train.replace(idx, poisons)  # what the defenses inspect: the poisons carry the trigger
             split, hook = run.poisoned_split(bcfg, "ciba", target, idx, patch, [clean], "victim")
-            key, _ = run._key(None, None, f"target={target}", "ciba")
+            key = trial_key("", f"target={target}", "ciba")  # the backdoor trial's key: reuse its victim
             model = run.train_backdoored(f"ciba-t{target}-{_digest(key, bcfg)}", bcfg, split, after_augment=hook)
             q_idx = triggered_query_indices(ds.query.labels, target_vec, bcfg.eval.max_queries,
                                             derive_seed(bcfg.seed, "queries", target))

@@ -32,6 +32,14 @@ def report_tables(results: dict) -> list[str]:
                             + markdown_table(["setting", "metric", *cols], rows))
         return sections
     methods = [m for m in cfg["methods"]]
+    if len(cfg.get("sweep") or {}) == 2:  # CIBA Table 5: rows = the first axis, columns = the second, per method
+        (row_axis, row_values), (col_axis, col_values) = cfg["sweep"].items()
+        for m in methods:
+            rows = [[f"{row_axis}={r}", *[mean_std(agg, f"{m}@{row_axis}={r},{col_axis}={c}", "t_map")
+                                          for c in col_values]] for r in row_values]
+            sections.append(f"### {ROW_NAMES[m]}: t-MAP@{k} over {row_axis} × {col_axis}\n\n"
+                            + markdown_table([row_axis, *[f"{col_axis}={c}" for c in col_values]], rows))
+        return sections
     if axis:
         values = cfg["sweep"][axis]
         for metric, label in (("t_map", "t-MAP"), ("map_poisoned", "MAP (backdoored)"), ("asr", "ASR")):
@@ -89,14 +97,20 @@ def write_backdoor_report(run_dir: str | Path) -> None:
                 f"{cfg['victim']['bits']} bits; poisons: {cfg['poison_count']}; trigger {cfg['trigger']['size']} px; "
                 f"ε = {cfg['perturb']['eps']:.4f} (pixel space); λ = {cfg['perturb']['lam']}; β = {cfg['blend']}; "
                 f"seed {cfg['seed']}.\n", *report_tables(results)]
-    axis = next(iter(cfg.get("sweep") or {}), None)
-    if axis and not cfg["transfer"]["backbones"]:
+    axes = list(cfg.get("sweep") or {})
+    if axes and not cfg["transfer"]["backbones"]:
+        *outer, axis = axes  # one curve per method (and per value of the first axis of a grid) over the last axis
         values = cfg["sweep"][axis]
         agg = results["aggregates"]
         numeric = all(isinstance(v, (int, float)) for v in values)
         xs = values if numeric else list(range(len(values)))
-        curves = {ROW_NAMES[m]: (xs, [agg.get(f"{m}@{axis}={v}", {}).get("t_map", {}).get("mean", float("nan"))
-                                      for v in values]) for m in cfg["methods"]}
+        points = [""] if not outer else [f"{outer[0]}={r}," for r in cfg["sweep"][outer[0]]]
+
+        def t_map(group: str) -> float:
+            return agg.get(group, {}).get("t_map", {}).get("mean", float("nan"))
+
+        curves = {f"{ROW_NAMES[m]} {p.rstrip(',')}".strip(): (xs, [t_map(f"{m}@{p}{axis}={v}") for v in values])
+                  for m in cfg["methods"] for p in points}
         save_curves(curves, run_dir / "figures" / "t_map-sweep.png", xlabel=axis, ylabel="t-MAP")
         sections.append("![t-MAP vs sweep](figures/t_map-sweep.png)\n")
     elif not cfg["transfer"]["backbones"]:
