@@ -42,9 +42,11 @@ def report_tables(results: dict) -> list[str]:
         return sections
     if axis:
         values = cfg["sweep"][axis]
-        for metric, label in (("t_map", "t-MAP"), ("map_poisoned", "MAP (backdoored)"), ("asr", "ASR")):
+        for metric, label in ((("t_map", f"t-MAP@{k}"), ("map_poisoned", f"MAP (backdoored)@{k}"),
+                               ("asr", f"ASR@{cfg['eval']['asr_topk']}"),
+                               ("code_spread", "Code spread of poisons (bits, CIBA Fig. 4)"))):
             rows = [[ROW_NAMES[m], *[mean_std(agg, f"{m}@{axis}={v}", metric) for v in values]] for m in methods]
-            sections.append(f"### {label}@{k if metric != 'asr' else cfg['eval']['asr_topk']} vs {axis}\n\n"
+            sections.append(f"### {label} vs {axis}\n\n"
                             + markdown_table(["method", *[f"{axis}={v}" for v in values]], rows))
         return sections
     rows = [[ROW_NAMES[m], mean_std(agg, m, "t_map"), mean_std(agg, m, "asr"), mean_std(agg, m, "map"),
