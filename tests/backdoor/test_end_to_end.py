@@ -71,3 +71,13 @@ def test_cli_rejects_unknown_sweep_key(tmp_path, capsys):
     bad.write_text("sweep: {perturb.lamda: [0, 1]}\n")
     assert main(["attack", "ciba", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "perturb.lamda" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_axis_sweep_is_a_grid_in_results_and_report(tmp_path):
+    cfg = config_from_dict(dict(TINY, methods=["none"], sweep={"trigger.steps": [2, 4], "eval.topk": [20, 50]}))
+    results = run_backdoor(cfg, tmp_path / "run", progress=False)
+    assert set(results["aggregates"]) == {f"none@trigger.steps={s},eval.topk={k}" for s in (2, 4) for k in (20, 50)}
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "None: t-MAP@50 over trigger.steps × eval.topk" in report and "| trigger.steps=4 |" in report
+    assert (tmp_path / "run" / "figures" / "t_map-sweep.png").exists()

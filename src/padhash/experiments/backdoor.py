@@ -36,7 +36,7 @@ from padhash.errors import PadhashError
 from padhash.metrics.backdoor import Evaluator, code_spread, triggered_query_indices
 from padhash.runs import owns_run_folder
 from padhash.records import ResultsFile
-from padhash.experiments.skeleton import DatasetCache, sweep_points, trial_key
+from padhash.experiments.skeleton import DatasetCache, apply_point, sweep_points, trial_key
 from padhash.reports.grids import backdoor_grid
 from padhash.io import load_tensors, save_tensors
 from padhash.models import FeatureCache
@@ -220,7 +220,7 @@ class BackdoorRun:
             if self.victim_dir is not None and axis.split(".")[0] in ("victim", "data"):
                 raise PadhashError(f"sweep.{axis}: a sweep over the victim or the data needs its own victims; "
                                    "drop --victim")
-        trials = [t for point, label in sweep_points(cfg) for t in self._plan(self._at(cfg, point), label)]
+        trials = [t for point, label in sweep_points(cfg) for t in self._plan(apply_point(cfg, point, with_value), label)]
         run_trials(trials, backdoor_trial, executor or ExecutorConfig(), self.results, progress=self.progress,
                    gpus_per_trial=gpus_per_trial(cfg.device))
         if not cfg.sweep and not cfg.transfer.backbones:
@@ -228,12 +228,6 @@ class BackdoorRun:
                 self.code_tsne(cfg, target)
         write_backdoor_report(self.out)
         return ResultsFile.load(self.out)
-
-    @staticmethod
-    def _at(cfg: BackdoorConfig, point: dict[str, Any]) -> BackdoorConfig:
-        for axis, value in point.items():
-            cfg = with_value(cfg, axis, value)
-        return cfg
 
     def _plan(self, cfg: BackdoorConfig, point: str) -> list[TrialSpec]:
         """One sweep point's trials in results order (target, [victim backbone,] row); for the pending ones, trains

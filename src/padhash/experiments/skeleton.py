@@ -113,10 +113,10 @@ def sweep_points(cfg) -> list[tuple[dict[str, Any], str]]:
     return points
 
 
-def apply_point(cfg, point: dict[str, Any]):
-    """cfg at one sweep point (cfg itself without a sweep)."""
+def apply_point(cfg, point: dict[str, Any], set_value=with_value):
+    """cfg at one sweep point (cfg itself without a sweep); `set_value` = a family's own `with_value`."""
     for axis, value in point.items():
-        cfg = with_value(cfg, axis, value)
+        cfg = set_value(cfg, axis, value)
     return cfg
 
 
