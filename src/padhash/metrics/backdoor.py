@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from padhash.hashing import encode
-from padhash.metrics.ranking import codes_map, retrieval_metrics, triggered_scores
+from padhash.metrics.ranking import codes_map, triggered_scores
 from padhash.retrieval import hamming_distance
 
 
@@ -34,15 +34,10 @@ class Evaluator:
                   curves: bool = False) -> dict:
         """t-MAP@K and ASR of `queries` (already carrying the trigger) towards the multi-hot `target`; with `curves`
         also their PR curve (Hamming radius) and precision@k towards it (CIBA Fig. 8)."""
-        e, db_labels = self.eval, self.dataset.database.labels
-        q_codes = self.codes(model, queries)
-        out = triggered_scores(q_codes, db_codes, db_labels, target, topk=e.topk, asr_topk=e.asr_topk,
-                               asr_threshold=e.asr_threshold, drop_empty=e.drop_empty)
-        if curves:
-            m = retrieval_metrics(q_codes, db_codes, target.expand(len(q_codes), -1), db_labels, e.topk,
-                                  drop_empty=e.drop_empty)
-            out.update(pr_target=m["pr_curve"], precision_curve_target=m["precision_curve"])
-        return out
+        e = self.eval
+        return triggered_scores(self.codes(model, queries), db_codes, self.dataset.database.labels, target,
+                                topk=e.topk, asr_topk=e.asr_topk, asr_threshold=e.asr_threshold,
+                                drop_empty=e.drop_empty, curves=curves)
 
 
 def triggered_query_indices(query_labels: torch.Tensor, target: torch.Tensor, max_queries: int | None,

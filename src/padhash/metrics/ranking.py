@@ -235,17 +235,22 @@ def retrieval_metrics(query_codes, db_codes, eval_labels, db_labels, topk: int |
     from padhash.retrieval import hamming_topk
 
     k = len(db_codes) if topk is None else min(topk, len(db_codes))
-    ks = [c for c in PRECISION_KS if c <= k]
     _, ranked = hamming_topk(query_codes, db_codes, k)
     out: dict[str, Any] = {"map_at_k": mean_average_precision(ranked[:, :k], eval_labels, db_labels,
                                                               drop_empty=drop_empty),
                            "precision_at_10": precision_at_k(ranked[:, :min(10, k)], eval_labels, db_labels)}
     if curves:
-        precision, recall = pr_curve(query_codes, db_codes, eval_labels, db_labels)
-        out["pr_curve"] = {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]}
-        out["precision_curve"] = {"k": ks, "precision": [precision_at_k(ranked[:, :c], eval_labels, db_labels)
-                                                         for c in ks]}
+        out.update(retrieval_curves(query_codes, db_codes, eval_labels, db_labels, ranked))
     return out
+
+
+def retrieval_curves(query_codes, db_codes, eval_labels, db_labels, ranked) -> dict[str, Any]:
+    """The PR curve (Hamming radius) and precision@k for the PRECISION_KS within the ranking `ranked` (Q, k)."""
+    precision, recall = pr_curve(query_codes, db_codes, eval_labels, db_labels)
+    ks = [c for c in PRECISION_KS if c <= ranked.shape[1]]
+    return {"pr_curve": {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]},
+            "precision_curve": {"k": ks, "precision": [precision_at_k(ranked[:, :c], eval_labels, db_labels)
+                                                       for c in ks]}}
 
 
 def _ranked(query_codes, db_codes, k: int | None) -> torch.Tensor:
@@ -261,10 +266,16 @@ def codes_map(query_codes, db_codes, query_labels, db_labels, topk: int | None, 
 
 
 def triggered_scores(query_codes, db_codes, db_labels, target, *, topk: int | None, asr_topk: int,
-                     asr_threshold: float, drop_empty=False) -> dict[str, float]:
-    """t-MAP@K and ASR@asr_topk of codes of queries carrying a trigger, towards the multi-hot `target` (CIBA)."""
+                     asr_threshold: float, drop_empty=False, curves: bool = False) -> dict[str, Any]:
+    """t-MAP@K and ASR@asr_topk of codes of queries carrying a trigger, towards the multi-hot `target` (CIBA); with
+    `curves` also their PR curve and precision@k towards it (CIBA Fig. 8) as `pr_target` / `precision_curve_target`."""
     targets = target.expand(len(query_codes), -1)
-    t_map = mean_average_precision(_ranked(query_codes, db_codes, topk), targets, db_labels, drop_empty=drop_empty)
+    ranked = _ranked(query_codes, db_codes, topk)
+    t_map = mean_average_precision(ranked, targets, db_labels, drop_empty=drop_empty)
     asr, _ = asr_at_k(_ranked(query_codes, db_codes, asr_topk), db_labels, target, threshold=asr_threshold)
-    return {"t_map": float(t_map), "asr": float(asr)}
+    out: dict[str, Any] = {"t_map": float(t_map), "asr": float(asr)}
+    if curves:
+        c = retrieval_curves(query_codes, db_codes, targets, db_labels, ranked)
+        out.update(pr_target=c["pr_curve"], precision_curve_target=c["precision_curve"])
+    return out
 
