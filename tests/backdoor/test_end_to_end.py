@@ -79,5 +79,5 @@ def test_two_axis_sweep_is_a_grid_in_results_and_report(tmp_path):
     results = run_backdoor(cfg, tmp_path / "run", progress=False)
     assert set(results["aggregates"]) == {f"none@trigger.steps={s},eval.topk={k}" for s in (2, 4) for k in (20, 50)}
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "None: t-MAP@50 over trigger.steps × eval.topk" in report and "| trigger.steps=4 |" in report
+    assert "None: t-MAP@K over trigger.steps × eval.topk" in report and "| trigger.steps=4 |" in report
     assert (tmp_path / "run" / "figures" / "t_map-sweep.png").exists()

@@ -16,7 +16,8 @@ def report_tables(results: dict) -> list[str]:
     from padhash.reports.common import markdown_table, mean_std
 
     cfg, agg, trials = results["config"], results["aggregates"], results["trials"]
-    k = cfg["eval"]["topk"] or "all"
+    # a sweep over eval.topk gives K per column: the base config's K would mislabel it
+    k = "K" if "eval.topk" in (cfg.get("sweep") or {}) else cfg["eval"]["topk"] or "all"
     sections = []
     axis = next(iter(cfg.get("sweep") or {}), None)
     if cfg["transfer"]["backbones"]:
