@@ -135,3 +135,18 @@ def test_preprocess_jpeg_and_noise_are_bounded_and_reproducible():
 def test_derive_seed_is_stable_and_distinct():
     assert derive_seed(0, "victim", 1) == derive_seed(0, "victim", 1)
     assert derive_seed(0, "victim", 1) != derive_seed(0, "attacker", 1)
+
+
+def test_artifact_lock_is_held_beside_the_file_until_the_block_ends(tmp_path):
+    import fcntl
+    import os
+
+    from padhash.runs import artifact_lock
+
+    target = tmp_path / "triggers" / "victim-t2.safetensors"
+    with artifact_lock(target):  # creates the folder too
+        fd = os.open(target.parent / ".victim-t2.safetensors.lock", os.O_RDWR)
+        with pytest.raises(BlockingIOError):  # another maker (another open file) would wait here
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on leaving the block
+    os.close(fd)

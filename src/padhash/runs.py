@@ -141,3 +141,19 @@ def owns_run_folder(arg: str = "out_dir") -> Callable:
                 return fn(*args, **kwargs)
         return inner
     return wrap
+
+
+@contextlib.contextmanager
+def artifact_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock beside `path` while this process makes it, so trials on other workers that need the
+    same file (a trigger) wait for it instead of making it again. An economy only: the files are written atomically
+    and deterministically, so where flock fails (some network file systems) two makers write the same bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -56,3 +56,16 @@ def test_a_bad_executor_section_is_one_line_before_anything_trains(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "executor.workers" in err
     assert not (tmp_path / "o" / "victim").exists()
+
+
+@pytest.mark.slow
+def test_two_workers_craft_two_targets_triggers_side_by_side_with_the_local_bytes(tmp_path):
+    """The parent trains only the clean victim; the first trials (one per target, rows outer) craft the triggers,
+    each once (the other trials of a target wait on its lock), and the numbers are the local run's."""
+    (tmp_path / "ciba.yaml").write_text(yaml.safe_dump({**TINY, "num_targets": 2, "methods": ["none", "tri"]}))
+    assert _attack(tmp_path, tmp_path / "local", "local") == 0
+    assert _attack(tmp_path, tmp_path / "processes", "processes", "--workers", "2") == 0
+    assert _bytes(tmp_path / "local") == _bytes(tmp_path / "processes")
+    keys = [t["key"] for t in json.loads(_bytes(tmp_path / "processes"))["trials"]]
+    assert [k.split("|")[1] for k in keys] == ["none", "none", "tri", "tri"]
+    assert len(list((tmp_path / "processes" / "triggers").glob("*.safetensors"))) == 2

@@ -12,8 +12,8 @@ poisons' slots filled with triggered images of other classes, so the trigger arr
 Triggered queries are the query-split images that share no label with the target, with the full trigger (β = 1).
 t-MAP@K ranks the database by the evaluated model's codes and scores against the target label; `map` is the clean
 model's MAP@K on clean queries, `map_poisoned` the backdoored model's; `asr` is PADHASH's ASR (top-40, 30 %).
-Trials run on padhash.executors: the parent trains the clean models and crafts the triggers, `backdoor_trial` does
-the rest from them; scores: padhash.metrics.backdoor.
+Trials run on padhash.executors: the parent trains the clean models, `backdoor_trial` does the rest from them (the
+first trial of a target crafts its trigger, the others wait for it); scores: padhash.metrics.backdoor.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from padhash.attacks.backdoor import (
 from padhash.config import to_dict
 from padhash.errors import PadhashError
 from padhash.metrics.backdoor import Evaluator, code_spread, triggered_query_indices
-from padhash.runs import owns_run_folder
+from padhash.runs import artifact_lock, owns_run_folder
 from padhash.records import ResultsFile
 from padhash.experiments.skeleton import DatasetCache, apply_point, sweep_points, trial_key
 from padhash.reports.grids import backdoor_grid
@@ -138,11 +138,15 @@ class BackdoorRun:
 
     def trigger(self, cfg: BackdoorConfig, target: int, models: list, tag: str) -> torch.Tensor:
         """Algorithm 1 on the attacker's clean model(s), cached per (data, recipe, target, trigger settings)."""
+        path = self.out / "triggers" / f"{tag}-t{target}-{_digest(cfg.data, cfg.victim, cfg.trigger, cfg.seed)}.safetensors"
+        with artifact_lock(path):  # the trials of one target all need it: the first makes it, the others wait
+            if path.exists():
+                return load_tensors(path)["patch"]
+            return self._make_trigger(cfg, target, models, tag, path)
+
+    def _make_trigger(self, cfg: BackdoorConfig, target: int, models: list, tag: str, path: Path) -> torch.Tensor:
         from padhash.attacks.anchor import anchor_code
 
-        path = self.out / "triggers" / f"{tag}-t{target}-{_digest(cfg.data, cfg.victim, cfg.trigger, cfg.seed)}.safetensors"
-        if path.exists():
-            return load_tensors(path)["patch"]
         ds = self.dataset(cfg.data)
         evaluator = Evaluator(ds, cfg.eval, cfg.device)
         members = torch.nonzero(ds.train.labels[:, target] > 0).flatten()
@@ -230,23 +234,23 @@ class BackdoorRun:
         return ResultsFile.load(self.out)
 
     def _plan(self, cfg: BackdoorConfig, point: str) -> list[TrialSpec]:
-        """One sweep point's trials in results order (target, [victim backbone,] row); for the pending ones, trains
-        the clean models and crafts the triggers (and the transfer study's shared poisons) here, once."""
+        """One sweep point's trials in results order (row, target, [victim backbone]): the first trials of a run
+        are different targets, so workers craft their triggers side by side. For the pending ones, trains the clean
+        models here, once (and the transfer study's trigger and shared poisons)."""
         columns = cfg.transfer.backbones or [None]
         rows = ["none", *cfg.transfer.settings] if cfg.transfer.backbones else cfg.methods
         trials = []
-        for target in self.targets(cfg):
-            for column in columns:
-                for row in rows:
+        for row in rows:
+            for target in self.targets(cfg):
+                for column in columns:
                     key = trial_key(point, f"target={target}", *([f"victim={column}"] if column else []), row)
                     if not self.results.has(key):
-                        idx = self.poison_indices(cfg, target)
                         tag, names = self.crafters(cfg, column, row)
                         models = [self.clean_model(cfg, b) for b in names]
-                        patch = self.trigger(cfg, target, models, tag)
                         self.clean_model(cfg, column)
                         if column and row != "none":  # every victim backbone's trial uses the ensemble's poisons
-                            self.poisons(cfg, "ciba", target, idx, patch, models, tag)
+                            patch = self.trigger(cfg, target, models, tag)
+                            self.poisons(cfg, "ciba", target, self.poison_indices(cfg, target), patch, models, tag)
                     victim = self.victim_dir and str(self.victim_dir)
                     trials.append(TrialSpec(key, BackdoorTrial(cfg, str(self.out), victim, target, row, column,
                                                                point)))
