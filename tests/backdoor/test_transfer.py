@@ -37,6 +37,10 @@ def test_tiny_transfer_run_has_one_result_per_backbone_and_setting(tmp_path):
         assert len({t["map"] for t in trials if t["victim_backbone"] == b}) == 1
     assert set(results["aggregates"]) == {f"{'none' if s == 'none' else 'ciba'}@{s}:{b}"
                                           for b in BACKBONES for s in ("none", "ensemble", "holdout")}
+    # the trials craft one trigger and one poison set per crafter set (ensemble + one hold-out per backbone), once
+    for folder, suffix in (("triggers", ""), ("poisons", "-ciba")):
+        names = sorted(p.name.split("-t")[0] for p in (tmp_path / "run" / folder).glob("*.safetensors"))
+        assert names == sorted(f"ens-{c}{suffix}" for c in ("smallcnn+resnet18", "resnet18", "smallcnn")), folder
     report = (tmp_path / "run" / "report.md").read_text()
     assert "Transfer (CIBA Table 4)" in report
     table = report.split("Transfer (CIBA Table 4)")[1]

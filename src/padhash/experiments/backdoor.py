@@ -13,7 +13,8 @@ Triggered queries are the query-split images that share no label with the target
 t-MAP@K ranks the database by the evaluated model's codes and scores against the target label; `map` is the clean
 model's MAP@K on clean queries, `map_poisoned` the backdoored model's; `asr` is PADHASH's ASR (top-40, 30 %).
 Trials run on padhash.executors: the parent trains the clean models, `backdoor_trial` does the rest from them (the
-first trial of a target crafts its trigger, the others wait for it); scores: padhash.metrics.backdoor.
+first trial that needs a trigger or a shared poison set crafts it, the others wait for it); scores:
+padhash.metrics.backdoor.
 """
 from __future__ import annotations
 
@@ -160,8 +161,13 @@ class BackdoorRun:
     def poisons(self, cfg: BackdoorConfig, method: str, target: int, idx: torch.Tensor, patch: torch.Tensor,
                 models: list, tag: str) -> torch.Tensor:
         path = self._poison_path(cfg, method, target, tag)
-        if path.exists():
-            return load_tensors(path)["poisons"]
+        with artifact_lock(path):  # the transfer study's victims of every backbone share the ensemble's poisons
+            if path.exists():
+                return load_tensors(path)["poisons"]
+            return self._make_poisons(cfg, method, target, idx, patch, models, tag, path)
+
+    def _make_poisons(self, cfg: BackdoorConfig, method: str, target: int, idx: torch.Tensor, patch: torch.Tensor,
+                      models: list, tag: str, path: Path) -> torch.Tensor:
         ds = self.dataset(cfg.data)
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "craft", method, target))
         if method == "label_flip":
@@ -234,23 +240,19 @@ class BackdoorRun:
         return ResultsFile.load(self.out)
 
     def _plan(self, cfg: BackdoorConfig, point: str) -> list[TrialSpec]:
-        """One sweep point's trials in results order (row, target, [victim backbone]): the first trials of a run
-        are different targets, so workers craft their triggers side by side. For the pending ones, trains the clean
-        models here, once (and the transfer study's trigger and shared poisons)."""
+        """One sweep point's trials in results order (row, [victim backbone,] target): consecutive trials need
+        different triggers and poisons, so workers craft them side by side. The clean models are trained here, once,
+        for the pending ones."""
         columns = cfg.transfer.backbones or [None]
         rows = ["none", *cfg.transfer.settings] if cfg.transfer.backbones else cfg.methods
         trials = []
         for row in rows:
-            for target in self.targets(cfg):
-                for column in columns:
+            for column in columns:
+                for target in self.targets(cfg):
                     key = trial_key(point, f"target={target}", *([f"victim={column}"] if column else []), row)
                     if not self.results.has(key):
-                        tag, names = self.crafters(cfg, column, row)
-                        models = [self.clean_model(cfg, b) for b in names]
-                        self.clean_model(cfg, column)
-                        if column and row != "none":  # every victim backbone's trial uses the ensemble's poisons
-                            patch = self.trigger(cfg, target, models, tag)
-                            self.poisons(cfg, "ciba", target, self.poison_indices(cfg, target), patch, models, tag)
+                        for backbone in dict.fromkeys([*self.crafters(cfg, column, row)[1], column]):
+                            self.clean_model(cfg, backbone)
                     victim = self.victim_dir and str(self.victim_dir)
                     trials.append(TrialSpec(key, BackdoorTrial(cfg, str(self.out), victim, target, row, column,
                                                                point)))
