@@ -9,7 +9,7 @@ from padhash.config import load_yaml
 from padhash.data import DataConfig
 from padhash.experiments.adversarial import (_apply, _Models, query_config_from_dict, sweep_points,
                                              transfer_config_from_dict)
-from padhash.reports.adversarial import query_tables
+from padhash.reports.adversarial import query_tables, transfer_tables
 from padhash.hashing import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -67,3 +67,18 @@ def test_anchor_ceiling_ratio_is_reported_beside_dhta():
     data = {"aggregates": agg, "config": {"methods": ["dhta", "anchor"], "sweep": {}}}
     table = query_tables(data)[0]
     assert "DHTA ÷ anchor ceiling" in table and "0.50" in table
+
+
+def test_transfer_table_counts_the_seeds_where_a_method_reaches_pgd():
+    rates = {"pgd": [0.5, 0.5], "transfer": [0.6, 0.4], "none": [0.1, 0.1]}
+    agg, trials = {}, []
+    for m, per_seed in rates.items():
+        g = f"{m}@pairs=band"
+        agg[g] = {"transfer_rate": {"mean": sum(per_seed) / 2, "std": 0.1, "n": 2}}
+        trials += [{"method": g, "seed": s, "transfer_rate": r} for s, r in enumerate(per_seed)]
+    cfg = {"methods": list(rates), "pair_selection": ["band"], "sweep": {}}
+    table = transfer_tables({"aggregates": agg, "trials": trials, "config": {**cfg, "seeds": [0, 1]}})[0]
+    row = next(line for line in table.splitlines() if line.startswith("| Noise-robust"))
+    assert "≥ PGD (seeds)" in table and row.rstrip(" |").endswith("1 of 2")
+    single = transfer_tables({"aggregates": agg, "trials": trials, "config": {**cfg, "seeds": [0]}})[0]
+    assert "≥ PGD (seeds)" not in single

@@ -203,11 +203,22 @@ def _n_t_plot(data: dict, figures: Path) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------------ transfer
+def _seeds_at_least(trials: list[dict], group: str, baseline: str) -> str:
+    """'n of S': in how many seeds `group`'s success on the victim is at least `baseline`'s (a mean over seeds can
+    hide that one lucky seed carries it)."""
+    def rates(g):
+        return {t["seed"]: t["transfer_rate"] for t in trials if t["method"] == g}
+    mine, base = rates(group), rates(baseline)
+    seeds = sorted(mine.keys() & base.keys())
+    return f"{sum(mine[s] >= base[s] for s in seeds)} of {len(seeds)}" if seeds else "–"
+
+
 def transfer_tables(data: dict) -> list[str]:
     agg = data["aggregates"]
     cfg = data["config"]
     _, _, labels = _points(data)
     methods = registry.ordered("transfer", cfg["methods"])
+    per_seed = len(cfg["seeds"]) > 1
     sections = []
     for label in labels:
         for selection in cfg["pair_selection"]:
@@ -220,10 +231,12 @@ def transfer_tables(data: dict) -> list[str]:
                 ratio = "–" if not rate or not pgd or pgd["mean"] == 0 else f"{rate['mean'] / pgd['mean']:.2f}×"
                 body.append([_label("transfer", m), _pct(agg, g, "transfer_rate"), _pct(agg, g, "t_map"), ratio,
                              _pct(agg, g, "surrogate_success"), _num(agg, g, "region", 255, 1),
-                             _num(agg, g, "perceptibility", 1e3, 2), _num(agg, g, "mean_pair_distance", 1, 2)])
+                             _num(agg, g, "perceptibility", 1e3, 2), _num(agg, g, "mean_pair_distance", 1, 2)]
+                            + ([_seeds_at_least(data["trials"], g, f"pgd@{suffix}")] if per_seed else []))
             sections.append(f"### {selection} pairs{' — ' + label if label else ''}\n\n" + markdown_table(
                 ["Method", "success on victim (%)", "t-MAP on victim (%)", "÷ PGD", "success on surrogate (%)",
-                 "adv. region (/255)", "perceptibility ×10³", "surrogate pair distance"], body))
+                 "adv. region (/255)", "perceptibility ×10³", "surrogate pair distance"]
+                + (["≥ PGD (seeds)"] if per_seed else []), body))
     return sections
 
 
