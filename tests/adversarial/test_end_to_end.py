@@ -124,3 +124,12 @@ def test_bad_config_is_a_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and "eps" in err[0]
     same = _write(tmp_path, "same.yaml", {**TRANSFER_CONFIG, "surrogates": [{"method": "csq"}]})
     assert main(["attack", "transfer", "--config", same, "--out", str(tmp_path / "y")]) == 2
+
+
+def test_retrain_per_seed_trains_one_victim_per_seed(tmp_path):
+    cfg = _write(tmp_path, "noise.yaml", {**QUERY_CONFIG, "methods": ["none"], "seeds": [0, 1],
+                                          "retrain_per_seed": True})
+    assert main(["attack", "noise", "--config", cfg, "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert len(list((tmp_path / "run" / "victims").iterdir())) == 2
+    maps = {t["seed"]: t["map"] for t in ResultsFile.load(tmp_path / "run")["trials"]}
+    assert maps[0] != maps[1]  # another victim (and other queries) per seed

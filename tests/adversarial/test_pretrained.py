@@ -8,7 +8,7 @@ from padhash.attacks.adversarial import TransferAttackConfig, transfer_attack, v
 from padhash.config import load_yaml
 from padhash.data import DataConfig
 from padhash.experiments.adversarial import (_apply, _Models, query_config_from_dict, sweep_points,
-                                             transfer_config_from_dict)
+                                             seed_recipe, transfer_config_from_dict)
 from padhash.reports.adversarial import query_tables, transfer_tables
 from padhash.hashing import TrainConfig
 
@@ -82,3 +82,11 @@ def test_transfer_table_counts_the_seeds_where_a_method_reaches_pgd():
     assert "≥ PGD (seeds)" in table and row.rstrip(" |").endswith("1 of 2")
     single = transfer_tables({"aggregates": agg, "trials": trials, "config": {**cfg, "seeds": [0]}})[0]
     assert "≥ PGD (seeds)" not in single
+
+
+def test_seed_recipe_offsets_the_training_seed_only_when_retraining_per_seed():
+    recipe = TrainConfig(seed=3)
+    cfg = query_config_from_dict({"seeds": [0, 2], "retrain_per_seed": True})
+    assert seed_recipe(cfg, recipe, 2).seed == 5 and seed_recipe(cfg, recipe, 0) == recipe
+    shared = query_config_from_dict({"seeds": [0, 2]})
+    assert seed_recipe(shared, recipe, 2).seed == 3 and seed_recipe(shared, recipe, 2) is not recipe

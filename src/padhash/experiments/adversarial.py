@@ -78,6 +78,9 @@ class QueryAttackConfig:
     device: str = "cpu"
     batch_size: int = 128              # queries attacked at once
     feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
+    # True: seed s trains its own victim (and surrogates) with TrainConfig.seed + s, so the ± over seeds includes
+    # the models' retraining; False: one model for all seeds, the seeds draw queries, targets and noise only
+    retrain_per_seed: bool = field(default=False, metadata=OMIT_AT_DEFAULT)
     # hyper-parameters of registered methods with their own config class: {method name: {field: value}}
     options: dict[str, dict] = field(default_factory=dict, metadata=OMIT_AT_DEFAULT)
 
@@ -115,6 +118,9 @@ class TransferConfig:
     device: str = "cpu"
     batch_size: int = 128
     feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
+    # True: seed s trains its own victim (and surrogates) with TrainConfig.seed + s, so the ± over seeds includes
+    # the models' retraining; False: one model for all seeds, the seeds draw queries, targets and noise only
+    retrain_per_seed: bool = field(default=False, metadata=OMIT_AT_DEFAULT)
 
 
 # ------------------------------------------------------------------------------------------------------ configs
@@ -281,8 +287,13 @@ def _seeded_victim(cfg, seed: int, models: _Models, excluded: list[int] = ()) ->
     if models.victim_run:
         vkey, victim, rcfg = models.given_victim()
         return vkey, victim, rcfg.data
-    vkey, victim = models.trained("victim", cfg.data, dataclasses.replace(cfg.victim), list(excluded))
+    vkey, victim = models.trained("victim", cfg.data, seed_recipe(cfg, cfg.victim, seed), list(excluded))
     return vkey, victim, cfg.data
+
+
+def seed_recipe(cfg, recipe, seed: int):
+    """The training recipe of one of the run's models for trial seed `seed` (a copy: trainers may not alias it)."""
+    return dataclasses.replace(recipe, seed=recipe.seed + seed) if cfg.retrain_per_seed else dataclasses.replace(recipe)
 
 
 def _frozen(model, device):

@@ -9,7 +9,7 @@ import torch
 from padhash.attacks.adversarial import adversarial_region, mean_pair_distance, transfer_attack, vulnerable_pairs
 from padhash.attacks.anchor import anchor_code
 from padhash.experiments.adversarial import (AttackTrial, TransferConfig, _apply, _Models, _open_run,
-                                             _seeded_victim, _sweep_fields, _trial_keys,
+                                             _seeded_victim, _sweep_fields, _trial_keys, seed_recipe,
                                              sweep_points, worker_models)
 from padhash.executors import ExecutorConfig, TrialSpec, gpus_per_trial, run_trials
 from padhash.records import ResultsFile
@@ -47,7 +47,7 @@ def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run:
 def _trained_models(cfg: TransferConfig, seed: int, models: _Models):
     """The victim (seeded) and the surrogates: (victim key, victim, data config, [(key, surrogate)])."""
     vkey, victim, data_cfg = _seeded_victim(cfg, seed, models)
-    surrogates = [models.trained("surrogate", data_cfg, dataclasses.replace(recipe)) for recipe in cfg.surrogates]
+    surrogates = [models.trained("surrogate", data_cfg, seed_recipe(cfg, recipe, seed)) for recipe in cfg.surrogates]
     return vkey, victim, data_cfg, surrogates
 
 
