@@ -79,7 +79,8 @@ class QueryAttackConfig:
     batch_size: int = 128              # queries attacked at once
     feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
     # True: seed s trains its own victim (and surrogates) with TrainConfig.seed + s, so the ± over seeds includes
-    # the models' retraining; False: one model for all seeds, the seeds draw queries, targets and noise only
+    # the models' retraining (a `--victim RUN` model stays one for all seeds); False: one model for all seeds,
+    # the seeds draw queries, targets and noise only
     retrain_per_seed: bool = field(default=False, metadata=OMIT_AT_DEFAULT)
     # hyper-parameters of registered methods with their own config class: {method name: {field: value}}
     options: dict[str, dict] = field(default_factory=dict, metadata=OMIT_AT_DEFAULT)
@@ -118,9 +119,7 @@ class TransferConfig:
     device: str = "cpu"
     batch_size: int = 128
     feature_cache: str | None = field(default=None, metadata=OMIT_AT_DEFAULT)  # frozen features; None = RUN/features
-    # True: seed s trains its own victim (and surrogates) with TrainConfig.seed + s, so the ± over seeds includes
-    # the models' retraining; False: one model for all seeds, the seeds draw queries, targets and noise only
-    retrain_per_seed: bool = field(default=False, metadata=OMIT_AT_DEFAULT)
+    retrain_per_seed: bool = field(default=False, metadata=OMIT_AT_DEFAULT)  # as QueryAttackConfig's
 
 
 # ------------------------------------------------------------------------------------------------------ configs
