@@ -81,6 +81,29 @@ def test_resume_after_a_kill_gives_bit_identical_weights(tmp_path, monkeypatch, 
     assert same(uninterrupted, resumed)
 
 
+def test_checkpoint_records_the_torch_thread_counts_of_its_epochs(tmp_path, monkeypatch):
+    from safetensors import safe_open
+
+    def threads_of(folder):
+        with safe_open(str(folder / "checkpoint.safetensors"), framework="pt") as fh:
+            return fh.metadata()["torch_threads"]
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train_hash_model(TinySplit(), 3, tiny_cfg(), checkpoint_dir=tmp_path / "a", progress=False)
+        assert threads_of(tmp_path / "a") == "1"
+        undo = die_after_first_checkpoint(monkeypatch)
+        with pytest.raises(KeyboardInterrupt):
+            train_hash_model(TinySplit(), 3, tiny_cfg(), checkpoint_dir=tmp_path / "b", progress=False)
+        undo()
+        torch.set_num_threads(2)  # the resumed epochs run on another count: both are named
+        train_hash_model(TinySplit(), 3, tiny_cfg(), checkpoint_dir=tmp_path / "b", progress=False)
+        assert threads_of(tmp_path / "b") == "1,2"
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_finished_checkpoint_is_reused_and_foreign_one_refused(tmp_path, monkeypatch):
     split = TinySplit()
     first = weights(train_hash_model(split, 3, tiny_cfg(epochs=1), checkpoint_dir=tmp_path, progress=False))

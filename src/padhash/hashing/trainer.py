@@ -6,10 +6,11 @@ learning rate (DeepHash-pytorch, all five methods). That recipe barely moves a n
 CPU) Adam lr 1e-3, weight decay 1e-5, cosine decay over the epochs. Any field given explicitly wins.
 
 Checkpoint. After every epoch `checkpoint_dir/checkpoint.safetensors` is replaced atomically; it holds the model,
-the loss's state (DPSH memory), the optimizer state, the RNG states and (in its metadata) the finished epoch and
-the config. A run that finds it resumes after that epoch and ends with the same weights, bit for bit, as a run
-that was never interrupted. `snapshot_epochs` also keeps the model's weights after those epochs, one file each
-(`snapshot_path`), for attacks that use several points of one training (checkpoint-ensemble surrogates).
+the loss's state (DPSH memory), the optimizer state, the RNG states and (in its metadata) the finished epoch, the
+config and the torch thread counts it trained with. A run that finds it resumes after that epoch and ends with the
+same weights, bit for bit, as a run that was never interrupted (at the same thread count: a parallel reduction
+rounds differently on another, ~1e-7 per weight). `snapshot_epochs` also keeps the model's weights after those
+epochs, one file each (`snapshot_path`), for attacks that use several points of one training (checkpoint-ensemble surrogates).
 """
 from __future__ import annotations
 
@@ -339,9 +340,21 @@ def _save_checkpoint(path: Path, fingerprint: str, epoch: int, model: nn.Module,
     tensors["rng.torch"] = torch.get_rng_state()
     if devices:
         tensors["rng.cuda"] = torch.cuda.get_rng_state(devices[0])
-    metadata = {"epoch": str(epoch), "fingerprint": fingerprint,
+    metadata = {"epoch": str(epoch), "fingerprint": fingerprint, "torch_threads": _torch_threads(path),
                 "param_groups": json.dumps(opt_state["param_groups"]), "optim_scalars": json.dumps(scalars)}
     save_tensors(path, tensors, metadata=metadata)
+
+
+def _torch_threads(path: Path) -> str:
+    """The torch thread counts the epochs so far ran with ("2", or "1,2" after a resume on another count): the
+    weights match to the last bit only at the same count, so a run that trains elsewhere can tell why it differs."""
+    from safetensors import safe_open
+
+    counts = {torch.get_num_threads()}
+    if path.exists():  # the previous epoch's checkpoint of this same training
+        with safe_open(str(path), framework="pt") as fh:
+            counts.update(int(c) for c in (fh.metadata() or {}).get("torch_threads", "").split(",") if c)
+    return ",".join(str(c) for c in sorted(counts))
 
 
 def _load_checkpoint(path: Path, fingerprint: str, model: nn.Module, loss: HashLoss,
