@@ -10,7 +10,8 @@ the loss's state (DPSH memory), the optimizer state, the RNG states and (in its 
 config and the torch thread counts it trained with. A run that finds it resumes after that epoch and ends with the
 same weights, bit for bit, as a run that was never interrupted (at the same thread count: a parallel reduction
 rounds differently on another, ~1e-7 per weight). `snapshot_epochs` also keeps the model's weights after those
-epochs, one file each (`snapshot_path`), for attacks that use several points of one training (checkpoint-ensemble surrogates).
+epochs, one file each (`snapshot_path`), for attacks that use several points of one training (checkpoint-ensemble
+surrogates).
 """
 from __future__ import annotations
 
@@ -348,22 +349,23 @@ def _save_checkpoint(path: Path, fingerprint: str, epoch: int, model: nn.Module,
 def _torch_threads(path: Path) -> str:
     """The torch thread counts the epochs so far ran with ("2", or "1,2" after a resume on another count): the
     weights match to the last bit only at the same count, so a run that trains elsewhere can tell why it differs."""
-    from safetensors import safe_open
-
     counts = {torch.get_num_threads()}
     if path.exists():  # the previous epoch's checkpoint of this same training
-        with safe_open(str(path), framework="pt") as fh:
-            counts.update(int(c) for c in (fh.metadata() or {}).get("torch_threads", "").split(",") if c)
+        counts.update(int(c) for c in _checkpoint_metadata(path).get("torch_threads", "").split(",") if c)
     return ",".join(str(c) for c in sorted(counts))
+
+
+def _checkpoint_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return fh.metadata() or {}
 
 
 def _load_checkpoint(path: Path, fingerprint: str, model: nn.Module, loss: HashLoss,
                      optimizer: torch.optim.Optimizer, gens: dict[str, torch.Generator], device: torch.device) -> int:
-    from safetensors import safe_open
-
     tensors = load_tensors(path)
-    with safe_open(str(path), framework="pt") as fh:
-        metadata = fh.metadata() or {}
+    metadata = _checkpoint_metadata(path)
     if metadata.get("fingerprint") != fingerprint:
         raise PadhashError(f"{path}: checkpoint of a different training config; delete it or train into another "
                            f"folder")
