@@ -77,6 +77,9 @@ def test_dhta_run_beats_original_and_draws_the_grid(trained, tmp_path):
     for m in ("p2p", "dhta", "hag"):
         assert trials[m]["linf"] <= EPS + 1e-6
     assert trials["dhta"]["hamming_to_anchor"] < trials["none"]["hamming_to_anchor"]
+    # the benign query keeps its own code; the attacks move theirs (the quantity behind the true-label MAP)
+    assert trials["none"]["hamming_to_clean"] == 0
+    assert min(trials[m]["hamming_to_clean"] for m in ("p2p", "dhta", "hag")) > 0
     assert (out / trials["dhta"]["grid"]).exists()
     # same victim, same seed as the noise run → same benign queries, targets and numbers
     noise_run = _by_method(ResultsFile.load(trained / "noise"))

@@ -111,12 +111,13 @@ def query_tables(data: dict) -> list[str]:
                 g = _group(m, _join(r, c))
                 body.append([g, _num(agg, g, "perceptibility", 1e3, 2), _num(agg, g, "psnr", 1, 1),
                              _num(agg, g, "ssim", 1, 3), _num(agg, g, "linf", 255, 2),
-                             _num(agg, g, "hamming_to_anchor", 1, 2), _pct(agg, g, "precision_at_k")])
+                             _num(agg, g, "hamming_to_anchor", 1, 2), _num(agg, g, "hamming_to_clean", 1, 2),
+                             _pct(agg, g, "precision_at_k")])
     sections.append("### Perceptibility and codes\n\nperceptibility = √(mean squared difference) in [0,1] pixels "
                     "(DHTA: 8.35×10⁻³ on ImageNet); L∞ in /255; Hamming distance of the query's code to the "
-                    "anchor; precision@10 against the target label.\n\n"
+                    "anchor and to its own clean code; precision@10 against the target label.\n\n"
                     + markdown_table(["group", "perceptibility ×10³", "PSNR dB", "SSIM", "L∞ ×255",
-                                      "Hamming to anchor", "P@10 target (%)"], body))
+                                      "Hamming to anchor", "Hamming to clean code", "P@10 target (%)"], body))
     return sections
 
 
