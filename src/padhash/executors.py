@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -72,21 +73,30 @@ def executor_config(section: dict[str, Any] | None = None, **overrides: Any) -> 
 class TrialSpec:
     key: str          # the record's key in results.json
     config: Any       # everything the trial depends on (picklable)
+    # trials of one identity compute the same record (PGD at each noise level of a sweep): the first one runs, the
+    # others get its record through run_trials' `relabel`; None = a trial of its own
+    identity: str | None = None
 
 
 def run_trials(trials: list[TrialSpec], fn: Callable[[Any, str], dict], executor: ExecutorConfig, results, *,
-               progress: bool = True, gpus_per_trial: float = 0.0) -> None:
+               progress: bool = True, gpus_per_trial: float = 0.0,
+               relabel: Callable[[dict, TrialSpec], dict] | None = None) -> None:
     """Run the trials without a record in `results` (a ResultsFile) on `executor`, adding each record as it comes;
-    raises PadhashError after the others finish when some failed. `gpus_per_trial` is what Ray reserves."""
+    raises PadhashError after the others finish when some failed. `gpus_per_trial` is what Ray reserves. A trial
+    sharing its identity with an earlier one is not run: it gets `relabel(that trial's record, its spec)`."""
     from tqdm.auto import tqdm
 
     keys = [t.key for t in trials]
     if len(set(keys)) != len(keys):
         raise ValueError("trial keys must be unique")
-    pending = [t for t in trials if not results.has(t.key)]
+    identities = [t.identity for t in trials if t.identity is not None]
+    if relabel is None and len(set(identities)) != len(identities):
+        raise ValueError("trials sharing an identity need run_trials' `relabel`")
+    pending, waiting = _shared_trials(trials, results, relabel)
     log_dir = results.run_dir / "logs"
-    bar = tqdm(total=len(trials), initial=len(trials) - len(pending), desc=f"trials ({executor.kind})",
-               unit="trial", disable=not progress or not pending, dynamic_ncols=True)
+    left = len(pending) + sum(map(len, waiting.values()))
+    bar = tqdm(total=len(trials), initial=len(trials) - left, desc=f"trials ({executor.kind})",
+               unit="trial", disable=not progress or not left, dynamic_ncols=True)
     running, failed, retried = set(), {}, 0
     backend = {"local": _local, "processes": _processes, "ray": _ray}[executor.kind]
     try:
@@ -102,6 +112,9 @@ def run_trials(trials: list[TrialSpec], fn: Callable[[Any, str], dict], executor
                     if value.get("key") != key:
                         raise ValueError(f"trial {key!r} returned a record keyed {value.get('key')!r}")
                     results.add(value)
+                    for alias in waiting.pop(key, []):
+                        results.add(_relabelled(relabel, value, alias))
+                        bar.update(1)
                 else:
                     failed[key] = value
             bar.set_postfix_str(f"running {len(running)}, failed {len(failed)}"
@@ -113,6 +126,31 @@ def run_trials(trials: list[TrialSpec], fn: Callable[[Any, str], dict], executor
         key, message = next(iter(failed.items()))
         raise PadhashError(f"{len(failed)} of {len(pending)} trials failed (first: {key}: {message}; log: "
                            f"{log_path(log_dir, key)}); finished trials are kept, run again to retry the others")
+
+
+def _shared_trials(trials: list[TrialSpec], results, relabel) -> tuple[list[TrialSpec], dict[str, list[TrialSpec]]]:
+    """(the trials to run, their key → the unfinished trials of the same identity); an unfinished trial whose
+    identity's first trial has finished gets its relabelled record here."""
+    first: dict[str, TrialSpec] = {}
+    pending, waiting = [], {}
+    for t in trials:
+        source = first.setdefault(t.identity, t) if t.identity is not None else t
+        if results.has(t.key):
+            continue
+        if source is t:
+            pending.append(t)
+        elif results.has(source.key):
+            results.add(_relabelled(relabel, results.get(source.key), t))
+        else:
+            waiting.setdefault(source.key, []).append(t)
+    return pending, waiting
+
+
+def _relabelled(relabel, record: dict, spec: TrialSpec) -> dict:
+    out = relabel(record, spec)
+    if out.get("key") != spec.key:
+        raise ValueError(f"relabel gave {spec.key!r} a record keyed {out.get('key')!r}")
+    return out
 
 
 _PER_PROCESS: dict[tuple, Any] = {}
@@ -203,6 +241,7 @@ def _pool_worker(conn, fn, threads: int, log_dir: str) -> None:
     """A pool process: runs the trials it is sent, one at a time, until told to stop or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends the workers
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     while True:
         try:
             spec = conn.recv()
@@ -210,7 +249,17 @@ def _pool_worker(conn, fn, threads: int, log_dir: str) -> None:
             return
         if spec is None:
             return
-        conn.send(_run_one(fn, spec, log_dir, threads))
+        try:
+            conn.send(_run_one(fn, spec, log_dir, threads))
+        except OSError:  # the parent is gone: nobody to send the record to (a resumed run reruns the trial)
+            return
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """A killed parent (kill -9) cannot stop its workers: each stops itself rather than finish a trial for nobody."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 class _Worker:

@@ -136,3 +136,19 @@ def test_retrain_per_seed_trains_one_victim_per_seed(tmp_path):
     assert len(list((tmp_path / "run" / "victims").iterdir())) == 2
     maps = {t["seed"]: t["map"] for t in ResultsFile.load(tmp_path / "run")["trials"]}
     assert maps[0] != maps[1]  # another victim (and other queries) per seed
+
+
+def test_a_noise_level_sweep_crafts_pgd_once_and_its_copy_matches_a_run_at_that_level(trained, tmp_path):
+    base = {**TRANSFER_CONFIG, "methods": ["pgd", "transfer"], "pair_selection": ["random"]}
+    _, swept = _run(trained, tmp_path / "swept", "transfer",
+                    {**base, "sweep": {"attack.noise_level": [4 / 255, 16 / 255]}})
+    _, single = _run(trained, tmp_path / "single", "transfer",
+                     {**base, "attack": {**base["attack"], "noise_level": 16 / 255}})
+    pgd = [t for t in swept["trials"] if t["method"].startswith("pgd@")]
+    assert [("reused_from" in t) for t in pgd] == [False, True]
+    assert pgd[1]["sweep"] == {"attack.noise_level": 16 / 255}
+    alone = _by_method(single)["pgd@pairs=random"]
+    measured = ("transfer_rate", "t_map", "surrogate_success", "region", "linf")
+    assert {k: pgd[1][k] for k in measured} == {k: alone[k] for k in measured}
+    noise_robust = [t for t in swept["trials"] if t["method"].startswith("transfer@")]
+    assert not any("reused_from" in t for t in noise_robust)  # it reads the noise level: crafted at each point

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import torch
 
-from padhash.attacks.adversarial import adversarial_region, mean_pair_distance, transfer_attack, vulnerable_pairs
+from padhash.attacks.adversarial import (TransferAttackConfig, adversarial_region, mean_pair_distance, transfer_attack,
+                                         vulnerable_pairs)
 from padhash.attacks.anchor import anchor_code
 from padhash.experiments.adversarial import (AttackTrial, TransferConfig, _apply, _Models, _open_run,
                                              _seeded_victim, _sweep_fields, _trial_keys, seed_recipe,
                                              sweep_points, worker_models)
+from padhash.experiments.skeleton import digest
 from padhash.executors import ExecutorConfig, TrialSpec, gpus_per_trial, run_trials
 from padhash.records import ResultsFile
 from padhash.hashing import encode
@@ -36,12 +38,34 @@ def run_transfer_attack(cfg: TransferConfig, out_dir: str | Path, *, victim_run:
                 keys = _trial_keys(pcfg.methods, label, f"seed={seed}|pairs={selection}")
                 if not all(results.has(k) for k in keys.values()):
                     _trained_models(pcfg, seed, models)  # once, here: the trials load their checkpoints
-                trials += [TrialSpec(key, AttackTrial(pcfg, point, label, seed, method, str(out), victim_run,
-                                                      selection)) for method, key in keys.items()]
+                for method, key in keys.items():
+                    trial = AttackTrial(pcfg, point, label, seed, method, str(out), victim_run, selection)
+                    trials.append(TrialSpec(key, trial, trial_identity(trial)))
     run_trials(trials, transfer_trial, executor or ExecutorConfig(), results, progress=progress,
-               gpus_per_trial=gpus_per_trial(cfg.device))
+               gpus_per_trial=gpus_per_trial(cfg.device), relabel=_relabel)
     write_transfer_report(out)
     return ResultsFile.load(out)
+
+
+def trial_identity(trial: AttackTrial) -> str:
+    """What a trial's record depends on, its attack reduced to the fields its method reads: sweep points that
+    differ only elsewhere (PGD at each noise level of the noise-robust term) share one trial."""
+    cfg = trial.cfg
+    attack = crafting_attack(trial.method, cfg)
+    reads = {k: v for k, v in dataclasses.asdict(cfg).items()
+             if k not in ("attack", "diversity_prob", "momentum", "sweep")}  # the attack's fields: in `attack`
+    return digest(reads, attack.effective() if attack else None, trial.seed, trial.selection, trial.method,
+                  str(trial.victim_run))
+
+
+def _labels(trial: AttackTrial, key: str) -> dict:
+    """The fields of a trial's record that name its sweep point rather than measure it."""
+    return {"key": key, "method": f"{trial.method}@pairs={trial.selection}" + (f",{trial.label}" if trial.label else ""),
+            "eps": trial.cfg.attack.eps, **_sweep_fields(trial.point)}
+
+
+def _relabel(record: dict, spec: TrialSpec) -> dict:
+    return {**record, **_labels(spec.config, spec.key), "reused_from": record["key"]}
 
 
 def _trained_models(cfg: TransferConfig, seed: int, models: _Models):
@@ -53,7 +77,7 @@ def _trained_models(cfg: TransferConfig, seed: int, models: _Models):
 
 def transfer_trial(trial: AttackTrial, key: str) -> dict:
     """One method on one seed's (query, target) pairs of one selection: a function of its config alone."""
-    cfg, seed, selection, method, point = trial.cfg, trial.seed, trial.selection, trial.method, trial.point
+    cfg, seed, selection, method = trial.cfg, trial.seed, trial.selection, trial.method
     models = worker_models(trial.out, cfg.device, trial.victim_run, cfg.feature_cache)
     vkey, victim, data_cfg, surrogates = _trained_models(cfg, seed, models)
     ds = models.dataset(data_cfg)
@@ -73,18 +97,15 @@ def transfer_trial(trial: AttackTrial, key: str) -> dict:
     v_db = models.codes(vkey, victim, ds.database, "database")
     v_targets = torch.stack([anchor_code(v_db[mem]) for mem in members])
     radius = int(round(cfg.eval.region_radius * s_db.shape[1]))
-    base = {"seed": seed, "pairs": selection, "queries": len(pairs), "victim_bits": int(v_db.shape[1]),
-            "targets_per_pair": cfg.targets_per_pair,
-            "eps": cfg.attack.eps, "mean_pair_distance": mean_pair_distance(s_q[q_idx], s_db, db_classes,
-                                                                                    target_classes),
-            **_sweep_fields(point)}
+    record = {**_labels(trial, key), "seed": seed, "pairs": selection, "queries": len(pairs),
+              "victim_bits": int(v_db.shape[1]), "targets_per_pair": cfg.targets_per_pair,
+              "mean_pair_distance": mean_pair_distance(s_q[q_idx], s_db, db_classes, target_classes)}
     gen = torch.Generator().manual_seed(derive_seed(seed, "craft", selection, method))
     if method == "white_box":
-        adv = transfer_attack([victim], clean, v_targets, dataclasses.replace(cfg.attack, noise_weight=0.0),
-                              gen, batch_size=cfg.batch_size, progress=False)
+        adv = transfer_attack([victim], clean, v_targets, crafting_attack(method, cfg), gen,
+                              batch_size=cfg.batch_size, progress=False)
     else:
         adv = craft_transfer(method, cfg, [m for _, m in surrogates], clean, s_targets, gen, False)
-    record = {"key": key, "method": f"{method}@pairs={selection}" + (f",{trial.label}" if trial.label else ""), **base}
     record.update(_transfer_scores(victim, v_db, lead, s_db, adv, s_targets[0], target_labels, ds, cfg, radius,
                                    derive_seed(seed, "region", selection, method), models.device))
     record.update(image_metrics(clean, adv))
@@ -114,16 +135,24 @@ def transfer_targets(cfg: TransferConfig, seed: int, selection: str, s_q, q_clas
     return pairs, members, s_targets
 
 
-def craft_transfer(method: str, cfg: TransferConfig, surrogates: list, clean, s_targets, gen, progress):
-    """The adversarial queries of a black-box method (none, pgd, di, transfer, di_mi, transfer_mi) crafted on the
-    surrogates alone; each surrogate pulls toward its own target code."""
+def crafting_attack(method: str, cfg: TransferConfig) -> TransferAttackConfig | None:
+    """The attack a method (none, pgd, di, transfer, their *_mi, white_box) crafts with; None for `none`."""
     if method == "none":
-        return clean
+        return None
+    if method == "white_box":
+        return dataclasses.replace(cfg.attack, noise_weight=0.0)
     attack = {"pgd": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=0.0),
               "di": dataclasses.replace(cfg.attack, noise_weight=0.0, diversity_prob=cfg.diversity_prob),
               "transfer": dataclasses.replace(cfg.attack, diversity_prob=0.0)}[method.removesuffix("_mi")]
-    if method.endswith("_mi"):
-        attack = dataclasses.replace(attack, momentum=cfg.momentum)
+    return dataclasses.replace(attack, momentum=cfg.momentum) if method.endswith("_mi") else attack
+
+
+def craft_transfer(method: str, cfg: TransferConfig, surrogates: list, clean, s_targets, gen, progress):
+    """The adversarial queries of a black-box method (none, pgd, di, transfer, di_mi, transfer_mi) crafted on the
+    surrogates alone; each surrogate pulls toward its own target code."""
+    attack = crafting_attack(method, cfg)
+    if attack is None:
+        return clean
     return _craft_on_surrogates(surrogates, clean, s_targets, attack, gen, cfg.batch_size, progress)
 
 

@@ -15,7 +15,7 @@ lies in a band (12 < d < 18 of 48 bits), sampled evenly over that list.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,17 @@ class TransferAttackConfig:
     diversity_scale: float = 1.1       # DI: images are resized to [W, scale·W) and padded to scale·W
     # miFGSM decay factor μ (reference: 1.0); 0 = plain iterative FGSM
     momentum: float = field(default=0.0, metadata=OMIT_AT_DEFAULT)
+
+    def effective(self) -> "TransferAttackConfig":
+        """This attack with the fields it does not read at their defaults (the noise without the noise term, the
+        resize scale without input diversity): two configs crafting the same queries compare equal."""
+        unread = {}
+        if self.noise_weight == 0:
+            unread.update(noise_level=TransferAttackConfig.noise_level, noise=TransferAttackConfig.noise,
+                          noise_samples=TransferAttackConfig.noise_samples)
+        if self.diversity_prob == 0:
+            unread["diversity_scale"] = TransferAttackConfig.diversity_scale
+        return replace(self, **unread)
 
     def validate(self, where: str = "transfer") -> None:
         if not 0 < self.eps <= 1 or self.step_size <= 0 or self.steps < 1:
