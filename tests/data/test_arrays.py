@@ -124,3 +124,13 @@ def test_shared_cifar10_subset_absent_is_none(tmp_path, monkeypatch):
     assert shared_cifar10_subset() is None
     with pytest.raises(PadhashError, match="cifar10_subset.npz: no such file"):
         load_dataset("cifar10-subset")
+
+
+def test_a_missing_relative_root_names_the_working_directory_it_was_read_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PadhashError, match=r"\.\./shared/data/x\.npz: no such file or folder .*working directory, "
+                                           + str(tmp_path)):
+        load_dataset("npz", "../shared/data/x.npz")
+    (tmp_path / "here.npz").write_bytes(b"")  # relative and present: the loader's own checks take over
+    with pytest.raises(PadhashError, match="not a readable .npz"):
+        load_dataset("npz", "here.npz")

@@ -90,6 +90,10 @@ def load_dataset(name: str, root: str | None = None, **options: Any) -> Retrieva
     image_size = options.get("image_size")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise PadhashError(f"dataset {name!r}: image_size must be a positive integer, got {image_size!r}")
+    if root is not None and not Path(root).is_absolute() and not Path(root).exists():
+        # the shipped configs' roots (../shared/data/...) hold only from a checkout beside ../shared
+        raise PadhashError(f"{root}: no such file or folder (a relative data root is read from the working "
+                           f"directory, {Path.cwd()}; give an absolute path or run from where it holds)")
     if train_part is None:
         return loader(root, **options)
     check_train_part(train_part)  # before loading: a bad range fails at once
