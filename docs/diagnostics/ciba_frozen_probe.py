@@ -1,7 +1,7 @@
 """Why CIBA fails on a frozen Lite0: does the 4-px trigger move the frozen backbone's features at all?
 
 usage: python docs/diagnostics/ciba_frozen_probe.py RUN/triggers/victim-t<T>-<digest>.safetensors CIFAR_SUBSET.npz [MODEL]
-(RUN = the --out of `padhash attack ciba --config configs/ciba-cifar10-pretrained.yaml`; MODEL = a trained victim's
+(RUN = the --out of `padhash attack ciba --config configs/ciba-cifar10-frozen.yaml`; MODEL = a trained victim's
 folder, e.g. RUN/victim/<digest> of the full fine-tuning config, whose backbone features are probed instead of the
 frozen ImageNet Lite0's)
 """
