@@ -15,7 +15,9 @@ from padhash.attacks.adversarial import (
     uniform_noise,
     vulnerable_pairs,
 )
+from padhash.attacks.adversarial.transfer import model_input
 from padhash.errors import PadhashError
+from padhash.models.hash_model import build_model
 
 BITS = 16
 
@@ -115,6 +117,50 @@ def test_transfer_attack_bounded_deterministic_and_effective_on_the_surrogate(no
     assert torch.equal(adv, again)
     assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     assert hamming(codes_of(model, adv), target).mean() < hamming(clean, target).mean() - 2
+
+
+class Upsampling(nn.Module):
+    """A tiny model that upsamples its inputs to 24 px, as HashModel does, and records the sides it is fed."""
+
+    def __init__(self):
+        super().__init__()
+        self.net, self.sides = tiny_model(), []
+
+    def upsample(self, x):
+        return x if x.shape[-1] == 24 else nn.functional.interpolate(x, size=(24, 24), mode="bilinear")
+
+    def forward(self, x):
+        self.sides.append(x.shape[-1])
+        return self.net(self.upsample(x))
+
+
+def test_noise_at_the_model_resolution_reaches_the_network_per_input_pixel():
+    x, target = images(4), torch.ones(4, BITS)
+    runs = {}
+    for where in ("image", "model"):
+        model = Upsampling()
+        cfg = TransferAttackConfig(eps=0.1, step_size=0.01, steps=3, noise_level=0.05, noise_resolution=where)
+        runs[where] = transfer_attack(model, x, target, cfg, torch.Generator().manual_seed(0))
+        # each step: the clean term at the query's 12 px, the noisy term at 12 px or at the model's 24 px
+        assert model.sides == [12, 12 if where == "image" else 24] * 3
+        assert runs[where].shape == x.shape and (runs[where] - x).abs().max() <= 0.1 + 1e-6
+    assert not torch.equal(runs["image"], runs["model"])
+    with pytest.raises(PadhashError, match="upsample"):
+        transfer_attack(tiny_model(), x, target, TransferAttackConfig(steps=1, noise_resolution="model"),
+                        torch.Generator())
+    with pytest.raises(PadhashError, match="noise_resolution"):
+        TransferAttackConfig(noise_resolution="pixel").validate()
+    pgd = TransferAttackConfig(noise_weight=0.0, noise_resolution="model")
+    assert pgd.effective() == TransferAttackConfig(noise_weight=0.0)
+
+
+def test_model_input_is_what_a_hash_model_feeds_its_network():
+    model = build_model("smallcnn", BITS, image_size=16, resolution=32).eval()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    upsampled = model_input(model, x)
+    assert upsampled.shape[-1] == 32
+    with torch.no_grad():
+        assert torch.equal(model(upsampled), model(x))  # fed its own input size, the model upsamples no further
 
 
 def test_input_diversity_keeps_shape_and_is_identity_when_off():

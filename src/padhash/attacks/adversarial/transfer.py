@@ -2,9 +2,12 @@
 
 Reference code (SugarRuy/CVPR21_Transferred_Hash, "NAG"): iterative FGSM on the surrogate with steps of 1/255,
 loss = L1(code(x'), h_t) + λ·L1(code(x' + n), h_t) with one fresh noise sample n per iteration (uniform in
-±32/255 by default, or N(0, (level/3)²) clipped to ±level). Here:
+±32/255 by default, or N(0, (level/3)²) clipped to ±level), drawn per pixel of the 224-px network input. Here:
 - the continuous code is tanh(f(x)) (our models output the raw u);
 - the expectation over noise uses `noise_samples` draws per iteration (1 = the reference);
+- `noise_resolution`: the noise is drawn per pixel of the query ("image", the default) or per pixel of the
+  surrogate's input after its upsampling ("model", where the reference draws it: on 32-px queries upsampled inside
+  the model, image-level noise reaches the network as blobs of several pixels);
 - the L∞ budget is an explicit projection to ε (the reference bounds it implicitly by iterations × step);
 - PGD = the same loop with λ = 0; DI = PGD with input diversity (random resize + pad with probability 0.5);
 - `momentum` > 0: the reference's miFGSM (g ← μ·g + ∇/‖∇‖₁ per image, step along sign g; decay factor 1.0).
@@ -28,6 +31,7 @@ from padhash.errors import PadhashError
 from padhash.retrieval.codes import hamming_distance, paired_hamming
 
 NOISE_DISTRIBUTIONS = ("uniform", "gaussian")
+NOISE_RESOLUTIONS = ("image", "model")
 
 
 @dataclass
@@ -39,6 +43,8 @@ class TransferAttackConfig:
     noise_level: float = 32 / 255      # reference noise_level 32/255
     noise: str = "uniform"             # "uniform" U(−level, level) | "gaussian" N(0, (level/3)²) clipped to ±level
     noise_samples: int = 1             # noise draws per iteration in the expectation (reference: 1)
+    # "image": per query pixel; "model": per pixel of the surrogate's input, after its upsampling (the reference's)
+    noise_resolution: str = field(default="image", metadata=OMIT_AT_DEFAULT)
     diversity_prob: float = 0.0        # DI: probability of the random resize-and-pad (Xie et al.: 0.5)
     diversity_scale: float = 1.1       # DI: images are resized to [W, scale·W) and padded to scale·W
     # miFGSM decay factor μ (reference: 1.0); 0 = plain iterative FGSM
@@ -50,7 +56,8 @@ class TransferAttackConfig:
         unread = {}
         if self.noise_weight == 0:
             unread.update(noise_level=TransferAttackConfig.noise_level, noise=TransferAttackConfig.noise,
-                          noise_samples=TransferAttackConfig.noise_samples)
+                          noise_samples=TransferAttackConfig.noise_samples,
+                          noise_resolution=TransferAttackConfig.noise_resolution)
         if self.diversity_prob == 0:
             unread["diversity_scale"] = TransferAttackConfig.diversity_scale
         return replace(self, **unread)
@@ -60,6 +67,9 @@ class TransferAttackConfig:
             raise PadhashError(f"{where}: need 0 < eps ≤ 1, step_size > 0, steps ≥ 1")
         if self.noise not in NOISE_DISTRIBUTIONS:
             raise PadhashError(f"{where}.noise: {self.noise!r} is not one of {', '.join(NOISE_DISTRIBUTIONS)}")
+        if self.noise_resolution not in NOISE_RESOLUTIONS:
+            raise PadhashError(f"{where}.noise_resolution: {self.noise_resolution!r} is not one of "
+                               f"{', '.join(NOISE_RESOLUTIONS)}")
         if self.noise_weight < 0 or self.noise_level < 0 or self.noise_samples < 1:
             raise PadhashError(f"{where}: noise_weight and noise_level must be ≥ 0, noise_samples ≥ 1")
         if not 0 <= self.diversity_prob <= 1 or self.diversity_scale < 1 or self.momentum < 0:
@@ -126,9 +136,10 @@ def _craft_batch(models, clean, target, cfg: TransferAttackConfig, generator, pr
         for model in models:
             loss = loss + _code_l1(model, input_diversity(adv, cfg.diversity_scale, cfg.diversity_prob, generator), target)
             if cfg.noise_weight > 0:
+                base = model_input(model, adv) if cfg.noise_resolution == "model" else adv
                 for _ in range(cfg.noise_samples):
-                    noise = sample_noise(adv.shape, cfg.noise_level, cfg.noise, generator).to(adv)
-                    noisy = (adv + noise).clamp(0, 1)
+                    noise = sample_noise(base.shape, cfg.noise_level, cfg.noise, generator).to(base)
+                    noisy = (base + noise).clamp(0, 1)
                     loss = loss + cfg.noise_weight / cfg.noise_samples * _code_l1(model, noisy, target)
         (grad,) = torch.autograd.grad(loss / len(models), adv)
         if cfg.momentum > 0:
@@ -137,6 +148,15 @@ def _craft_batch(models, clean, target, cfg: TransferAttackConfig, generator, pr
         with torch.no_grad():
             adv = project(adv - cfg.step_size * grad.sign(), clean, cfg.eps)
     return adv.detach()
+
+
+def model_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`x` as the model's network sees it after its own upsampling (a model fed this upsamples no further)."""
+    upsample = getattr(model, "upsample", None)
+    if upsample is None:
+        raise PadhashError(f"noise_resolution 'model' needs a model that upsamples its inputs; "
+                           f"{type(model).__name__} has no `upsample`")
+    return upsample(x)
 
 
 def _code_l1(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
