@@ -7,12 +7,14 @@ code under uniform noise of each level, drawn per query pixel ("image") or per p
 the model's upsampling ("model", where Xiao & Wang's reference draws it), 8 draws per image.
 """
 import argparse
+import sys
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from padhash.attacks.adversarial.transfer import model_input, sample_noise
+from padhash.errors import PadhashError
+from padhash.io import load_tensors
 from padhash.models.hash_model import build_model
 
 
@@ -25,10 +27,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = build_model(args.backbone, args.bits, weights="imagenet", finetune="frozen")
-    state = {k[len("model."):]: v for k, v in load_file(args.checkpoint).items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    try:
+        state = {k[len("model."):]: v for k, v in load_tensors(args.checkpoint).items() if k.startswith("model.")}
+        model.load_state_dict(state)
+        with np.load(args.data) as arrays:  # allow_pickle stays False
+            x = torch.from_numpy(arrays["x_test"][:256]).permute(0, 3, 1, 2).float() / 255
+    except (PadhashError, OSError, KeyError, RuntimeError) as exc:
+        print(f"noise_corruption: {exc}".splitlines()[0], file=sys.stderr)
+        sys.exit(2)
     model.eval()
-    x = torch.from_numpy(np.load(args.data)["x_test"][:256]).permute(0, 3, 1, 2).float() / 255
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         clean = torch.sign(model(x))
